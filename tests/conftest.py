@@ -6,7 +6,7 @@ import pytest
 
 # A persistent compilation cache outside the repo makes repeated runs start warm.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      os.path.expanduser('~/.cache/action_jax/jax_cache'))
+                        os.path.expanduser('~/.cache/action_jax/jax_cache'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
@@ -14,5 +14,5 @@ FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 
 @pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
-  """MMAction2 1.2.0 reference outputs (see tests/fixtures/README.md)."""
-  return FIXTURES
+    """MMAction2 1.2.0 reference outputs (see tests/fixtures/README.md)."""
+    return FIXTURES
