@@ -1,0 +1,66 @@
+"""The configuration schema: every key a config may set, with MMAction2 1.x's section names.
+
+Config files (`configs/*.py`) start from `default_config()` and assign fields. The schema'd
+sections are locked, so a misspelt key -- in a file or as `--config.x=y` -- is an error that names
+it. Free-form sections (the `model` dict, each dataset dict, pipelines, schedulers) are checked
+by the component that consumes them, which names the offending key too.
+"""
+from ml_collections import ConfigDict
+from ml_collections.config_dict import placeholder
+
+
+def dataloader(batch_size: int = 8, num_workers: int = 0) -> ConfigDict:
+    """One data loader; `batch_size` is per device, as MMAction2's is per GPU."""
+    return ConfigDict(dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        # dict(type='VideoDataset', ann_file=..., data_prefix=dict(video=...), pipeline=[...])
+        dataset=ConfigDict(),
+        # A sample that cannot be decoded is skipped and replaced. If more than this fraction of
+        # the samples served so far (after `min_samples_for_failure_check`) were skipped, the data
+        # is taken to be broken and training stops.
+        max_failure_ratio=0.05,
+        min_samples_for_failure_check=200,
+    ))
+
+
+def default_config() -> ConfigDict:
+    c = ConfigDict()
+    c.model = ConfigDict()  # MMAction2's model dict: dict(type='Recognizer2D', backbone=..., ...)
+    c.train_dataloader = dataloader()
+    c.val_dataloader = dataloader()
+    c.test_dataloader = dataloader()
+
+    c.optim_wrapper = ConfigDict(dict(
+        optimizer=ConfigDict(dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4,
+                                  nesterov=False, betas=(0.9, 0.999), eps=1e-8)),
+        clip_grad=ConfigDict(dict(max_norm=placeholder(float), norm_type=2)),
+        # MMAction2's DefaultOptimWrapperConstructor multipliers; fc_lr5 is TSM's constructor.
+        paramwise_cfg=ConfigDict(dict(fc_lr5=False, norm_decay_mult=1.0, bias_decay_mult=1.0,
+                                      bias_lr_mult=1.0)),
+    ))
+    # MMAction2's param_scheduler list, e.g.
+    # [dict(type='MultiStepLR', begin=0, end=100, by_epoch=True, milestones=[40, 80], gamma=0.1)].
+    c.param_scheduler = []
+    c.auto_scale_lr = ConfigDict(dict(enable=False, base_batch_size=256))
+
+    c.train_cfg = ConfigDict(dict(max_epochs=100, val_begin=1, val_interval=5))
+    c.eval_metrics = ('top_k_accuracy', 'mean_class_accuracy')
+    c.metric_options = ConfigDict(dict(topk=(1, 5)))
+
+    c.default_hooks = ConfigDict(dict(
+        logger=ConfigDict(dict(interval=20)),
+        checkpoint=ConfigDict(dict(interval=1, max_keep_ckpts=3, save_best='auto',
+                                   async_save=True)),
+    ))
+
+    c.seed = 0
+    c.deterministic = False      # XLA deterministic ops (slower on GPU)
+    c.compute_dtype = 'float32'  # or 'bfloat16': activations and matmuls; params stay float32
+    c.load_from = placeholder(str)    # weights only; training starts at step 0
+    c.resume_from = placeholder(str)  # weights + optimizer + step + data iterator
+    c.checkpoint = placeholder(str)   # --mode test: the checkpoint to evaluate
+    c.out = placeholder(str)          # --mode test: per-video scores to .pkl or .json
+    c.test_best = True  # after training, test the best checkpoint as well as the last
+    c.lock()
+    return c

@@ -1,0 +1,115 @@
+"""grain input pipelines: list file -> shuffled, augmented, batched clips.
+
+Train: range(len) -> shard by JAX process -> shuffle(seed), reshuffled every epoch -> per-sample
+pipeline with a per-sample rng (same seed, same batches) -> batch -> multiprocess prefetch.
+The iterator's state is checkpointed with the model, so a resumed run sees the exact batches the
+uninterrupted one would have.
+
+Videos that cannot be decoded are skipped with a warning naming the file and replaced by another
+random sample; each batch carries `num_skipped`, so the trainer counts them (also from worker
+processes) and aborts when the failure ratio says the data set is mostly broken.
+"""
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import grain
+import numpy as np
+
+from action_jax.data.decoding import VideoDecodeError
+from action_jax.data.pipeline import Compose
+
+# Errors that mean "this sample's file is unusable", as opposed to a bug or a bad config.
+DECODE_ERRORS = (VideoDecodeError, OSError)
+
+
+def _sample_name(results: Mapping[str, Any]) -> str:
+    return str(results.get('filename', results.get('frame_dir', '?')))
+
+
+class _LoadSample:
+    """Index -> transformed sample, replacing undecodable samples by random others."""
+
+    def __init__(self, dataset, pipeline: Sequence[Mapping[str, Any]], max_retries: int):
+        self.dataset = dataset
+        self.pipeline = Compose(pipeline)
+        self.max_retries = max_retries
+
+    def load(self, index: int, rng: np.random.Generator) -> tuple[dict, int, int]:
+        """Returns (sample, index actually served, number of samples skipped before it)."""
+        for skipped in range(self.max_retries + 1):
+            results = self.dataset[index]
+            try:
+                return self.pipeline(results, rng), index, skipped
+            except DECODE_ERRORS as e:
+                logging.warning('Skipping unreadable sample %s: %s', _sample_name(results), e)
+                last_error = e
+                index = int(rng.integers(len(self.dataset)))
+        raise RuntimeError(
+            f'{self.max_retries + 1} samples in a row could not be decoded (last: {last_error}); '
+            'the data set looks mostly broken.')
+
+
+class TrainSample(_LoadSample):
+    """grain random_map: the per-sample rng drives sampling and augmentation."""
+
+    def __call__(self, index: int, rng: np.random.Generator) -> dict:
+        sample, _, skipped = self.load(int(index), rng)
+        sample['num_skipped'] = np.int32(skipped)
+        return sample
+
+
+class EvalSample(_LoadSample):
+    """grain map over padded positions of one process's shard; padding has `valid=False`."""
+
+    def __init__(self, dataset, pipeline, max_retries: int, shard_index: int, shard_count: int):
+        super().__init__(dataset, pipeline, max_retries)
+        self.shard_index, self.shard_count = shard_index, shard_count
+
+    def __call__(self, position: int) -> dict:
+        index = self.shard_index + int(position) * self.shard_count
+        valid = index < len(self.dataset)
+        index = index if valid else self.shard_index % len(self.dataset)
+        # A replacement keeps batch shapes static; it is masked out like padding.
+        sample, served, skipped = self.load(index, np.random.default_rng(index))
+        sample['index'] = np.int32(index)
+        sample['valid'] = np.bool_(valid and served == index)
+        sample['num_skipped'] = np.int32(skipped)
+        return sample
+
+
+def _prefetch(ds: grain.MapDataset, num_workers: int) -> grain.IterDataset:
+    it = ds.to_iter_dataset()
+    if num_workers > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return it
+
+
+def train_dataset(dataset, pipeline: Sequence[Mapping[str, Any]], *, batch_size: int, seed: int,
+                  num_workers: int = 0, shard_index: int = 0, shard_count: int = 1,
+                  max_retries: int = 16) -> grain.IterDataset:
+    """Endless training batches of `batch_size` (per process); iterate it for the iterator."""
+    ds = grain.MapDataset.range(len(dataset))[shard_index::shard_count]
+    if len(ds) < batch_size:
+        raise ValueError(f'{dataset!r}: {len(ds)} samples per process is fewer than one batch '
+                         f'of {batch_size}.')
+    ds = (ds.shuffle(seed=seed).repeat(None)
+          .random_map(TrainSample(dataset, pipeline, max_retries), seed=seed)
+          .batch(batch_size, drop_remainder=True))
+    return _prefetch(ds, num_workers)
+
+
+def eval_dataset(dataset, pipeline: Sequence[Mapping[str, Any]], *, batch_size: int,
+                 num_workers: int = 0, shard_index: int = 0, shard_count: int = 1,
+                 max_retries: int = 16) -> grain.IterDataset:
+    """One ordered pass; every process yields the same number of (padded) batches."""
+    per_shard = math.ceil(len(dataset) / shard_count)
+    padded = math.ceil(per_shard / batch_size) * batch_size
+    ds = (grain.MapDataset.range(padded)
+          .map(EvalSample(dataset, pipeline, max_retries, shard_index, shard_count))
+          .batch(batch_size))
+    return _prefetch(ds, num_workers)
+
+
+def steps_per_epoch(num_samples: int, global_batch_size: int) -> int:
+    return max(num_samples // global_batch_size, 1)

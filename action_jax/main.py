@@ -1,0 +1,37 @@
+"""Entry point: `python -m action_jax.main --config configs/tsn_k400.py --workdir DIR`.
+
+`--mode train` (default) trains, validates and tests; `--mode test --config.checkpoint=PATH`
+evaluates a checkpoint. Any config field can be overridden: `--config.train_cfg.max_epochs=5`.
+"""
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from action_jax import distributed
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and the resolved config.')
+flags.DEFINE_enum('mode', 'train', ['train', 'test'], 'Train (then test) or only test.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    distributed.initialize()
+    # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
+    from action_jax.train import loop
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    logging.get_absl_handler().use_absl_log_file('log', FLAGS.workdir)
+    logging.set_stderrthreshold('info')
+    if FLAGS.mode == 'train':
+        loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+        loop.test(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,34 @@
+"""Building a recognizer from its config and filling it with weights from a file."""
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+from flax import nnx
+
+from action_jax.models.builder import build_model
+from action_jax.train import checkpoint
+
+
+def build_recognizer(model_cfg: Mapping[str, Any], *, seed: int = 0, dtype=jnp.float32):
+    """The model of an MMAction2-style model dict, initialised from scratch (or from the
+    torchvision ImageNet weights its backbone's `pretrained` path names)."""
+    cfg = model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else dict(model_cfg)
+    model = build_model(cfg, rngs=nnx.Rngs(seed), dtype=dtype)
+    pretrained = cfg.get('backbone', {}).get('pretrained')
+    if pretrained:
+        from action_jax.convert.torchvision import init_backbone_from_torchvision
+        init_backbone_from_torchvision(model.backbone, pretrained)
+    return model
+
+
+def load_weights(model, path: str) -> None:
+    """Loads model weights in place from an MMAction2 `.pth` or an action_jax checkpoint."""
+    kind, location = checkpoint.resolve(path)
+    if kind == 'pth':
+        from action_jax.convert.mmaction2 import apply_state_dict, load_mmaction2_checkpoint
+        apply_state_dict(model, load_mmaction2_checkpoint(location), strict=True)
+        return
+    weights = checkpoint.restore_weights(location)
+    params, rest = nnx.state(model, nnx.Param), nnx.state(model, nnx.Not(nnx.Param))
+    nnx.replace_by_pure_dict(params, weights['params'])
+    nnx.replace_by_pure_dict(rest, weights['rest'])
+    nnx.update(model, params, rest)

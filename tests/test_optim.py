@@ -1,0 +1,116 @@
+"""Optimizer chains against torch.optim, schedules and parameter groups against MMAction2's rules."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from action_jax.train import optim
+
+
+def _params(rng):
+    return {
+        'backbone': {'conv1': {'conv': {'kernel': rng.normal(size=(3, 3, 2, 4))},
+                               'bn': {'scale': rng.normal(size=(4,)), 'bias': rng.normal(size=(4,))}}},
+        'cls_head': {'fc_cls': {'kernel': rng.normal(size=(4, 5)), 'bias': rng.normal(size=(5,))}},
+    }
+
+
+def _run_ours(wrapper, params, grads_seq, lr):
+    tx = optim.build_optimizer(wrapper, params, optax.constant_schedule(lr))
+    state = tx.init(params)
+    for g in grads_seq:
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+def _torch_groups(params, mults):
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    mult_leaves = jax.tree_util.tree_leaves(
+        mults, is_leaf=lambda x: isinstance(x, optim.ParamMults))
+    tensors = [torch.tensor(np.asarray(v), dtype=torch.float32, requires_grad=True)
+               for _, v in leaves]
+    return tensors, mult_leaves
+
+
+@pytest.mark.parametrize('kind', ['SGD', 'Adam', 'AdamW'])
+@pytest.mark.parametrize('fc_lr5', [False, True])
+def test_matches_torch(kind, fc_lr5):
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), _params(rng))
+    grads_seq = [jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape) * 30, jnp.float32), params)
+                 for _ in range(4)]
+    lr, wd, max_norm = 0.05, 1e-2, 5.0
+    wrapper = dict(optimizer=dict(type=kind, lr=lr, momentum=0.9, weight_decay=wd),
+                   clip_grad=dict(max_norm=max_norm),
+                   paramwise_cfg=dict(fc_lr5=fc_lr5))
+    ours = _run_ours(wrapper, params, grads_seq, lr)
+
+    mults = optim.param_multipliers(params, wrapper['paramwise_cfg'])
+    tensors, mult_leaves = _torch_groups(params, mults)
+    groups = [dict(params=[t], lr=lr * m.lr, weight_decay=wd * m.decay)
+              for t, m in zip(tensors, mult_leaves)]
+    opt = {'SGD': lambda: torch.optim.SGD(groups, lr=lr, momentum=0.9),
+           'Adam': lambda: torch.optim.Adam(groups, lr=lr),
+           'AdamW': lambda: torch.optim.AdamW(groups, lr=lr)}[kind]()
+    for g in grads_seq:
+        for t, gl in zip(tensors, jax.tree_util.tree_leaves(g)):
+            t.grad = torch.tensor(np.asarray(gl))
+        torch.nn.utils.clip_grad_norm_(tensors, max_norm)
+        opt.step()
+    for t, o in zip(tensors, jax.tree_util.tree_leaves(ours)):
+        np.testing.assert_allclose(np.asarray(o), t.detach().numpy(), rtol=2e-5, atol=2e-5)
+
+
+def test_fc_lr5_groups():
+    params = _params(np.random.default_rng(0))
+    m = optim.param_multipliers(params, dict(fc_lr5=True))
+    assert m['cls_head']['fc_cls']['kernel'] == (5.0, 1.0)
+    assert m['cls_head']['fc_cls']['bias'] == (10.0, 0.0)
+    assert m['backbone']['conv1']['bn']['scale'] == (1.0, 0.0)
+    assert m['backbone']['conv1']['conv']['kernel'] == (1.0, 1.0)
+    plain = optim.param_multipliers(params, dict(norm_decay_mult=0.0))
+    assert plain['backbone']['conv1']['bn']['bias'] == (1.0, 0.0)
+    assert plain['cls_head']['fc_cls']['bias'] == (1.0, 1.0)
+
+
+def test_frozen_stages_get_no_update():
+    params = _params(np.random.default_rng(0))
+    prefixes = optim.frozen_prefixes({'backbone': {'frozen_stages': 0}})
+    assert prefixes == ['backbone.conv1']
+    grads = jax.tree.map(jnp.ones_like, params)
+    tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9,
+                                                   weight_decay=1e-4)),
+                               params, optax.constant_schedule(0.1), prefixes)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert not np.any(np.asarray(updates['backbone']['conv1']['conv']['kernel']))
+    assert np.all(np.asarray(updates['cls_head']['fc_cls']['kernel']) != 0)
+
+
+def test_multistep_with_warmup():
+    sched = optim.build_schedule(
+        [dict(type='LinearLR', start_factor=0.1, begin=0, end=2, by_epoch=True,
+              convert_to_iter_based=True),
+         dict(type='MultiStepLR', begin=0, end=10, by_epoch=True, milestones=[4, 8], gamma=0.1)],
+        base_lr=1.0, steps_per_epoch=10, max_epochs=10)
+    expected = {0: 0.1, 10: 0.55, 20: 1.0, 39: 1.0, 40: 0.1, 79: 0.1, 80: 0.01, 99: 0.01}
+    for step, lr in expected.items():
+        np.testing.assert_allclose(float(sched(step)), lr, rtol=1e-6, err_msg=f'step {step}')
+
+
+def test_cosine_and_step_boundaries():
+    sched = optim.build_schedule([dict(type='CosineAnnealingLR', T_max=4, begin=0, end=4)],
+                                 base_lr=2.0, steps_per_epoch=3, max_epochs=4)
+    # by epoch: constant within an epoch, cosine across epochs, 0 at T_max.
+    got = [float(sched(s)) for s in (0, 2, 3, 6, 9, 12)]
+    np.testing.assert_allclose(got, [2.0, 2.0, 1 + np.cos(np.pi / 4), 1.0,
+                                     1 + np.cos(3 * np.pi / 4), 0.0], atol=1e-6)
+    with pytest.raises(KeyError, match='PolyLR'):
+        optim.build_schedule([dict(type='PolyLR')], 1.0, 1, 1)(0)
+
+
+def test_linear_scaling_rule():
+    assert optim.scaled_lr(0.01, 64, dict(enable=True, base_batch_size=256)) == 0.0025
+    assert optim.scaled_lr(0.01, 64, dict(enable=False, base_batch_size=256)) == 0.01
