@@ -51,7 +51,7 @@ def _best_metric(config) -> str | None:
     save_best = config.default_hooks.checkpoint.save_best
     if not save_best:
         return None
-    return 'top1_acc' if save_best == 'auto' else save_best
+    return 'acc/top1' if save_best == 'auto' else save_best
 
 
 class _Throughput:
