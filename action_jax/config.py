@@ -54,6 +54,10 @@ def default_config() -> ConfigDict:
                                    async_save=True)),
     ))
 
+    # make_synthetic() arguments (out=..., num_videos=..., ...): generate this data set first if
+    # its list files are missing, so the embedded default runs on a fresh machine.
+    c.synthetic_data = ConfigDict()
+
     c.seed = 0
     c.deterministic = False      # XLA deterministic ops (slower on GPU)
     c.compute_dtype = 'float32'  # or 'bfloat16': activations and matmuls; params stay float32

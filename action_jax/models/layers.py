@@ -30,7 +30,7 @@ class ConvModule(nnx.Module):
         nd = len(kernel_size)
         self.conv = nnx.Conv(in_channels, out_channels, tuple(kernel_size),
                              strides=_tuple(stride, nd),
-                             padding=[(p, p) for p in _tuple(padding, nd)],
+                             padding=tuple((p, p) for p in _tuple(padding, nd)),
                              kernel_dilation=_tuple(dilation, nd),
                              use_bias=False, kernel_init=kaiming_fan_out,
                              dtype=dtype, rngs=rngs)

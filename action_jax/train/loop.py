@@ -54,6 +54,24 @@ def _best_metric(config) -> str | None:
     return 'acc/top1' if save_best == 'auto' else save_best
 
 
+class _ScalarLog:
+    """TensorBoard (clu) plus `scalars.jsonl` in the workdir, which scripts and tests read."""
+
+    def __init__(self, workdir: str, is_main: bool):
+        self.writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+        self.path = os.path.join(workdir, 'scalars.jsonl') if is_main else None
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        self.writer.write_scalars(step, scalars)
+        if self.path:
+            with open(self.path, 'a') as f:
+                f.write(json.dumps({'step': step, **{k: float(v) for k, v in scalars.items()}})
+                        + '\n')
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class _Throughput:
     def __init__(self, total_steps: int):
         self.total, self.t0, self.step0 = total_steps, None, None
@@ -128,6 +146,7 @@ def test(config, workdir: str) -> dict[str, float]:
     """`--mode test`: evaluates `config.checkpoint` on the test split."""
     if not config.checkpoint:
         raise ValueError('--mode test needs --config.checkpoint=PATH')
+    prepare_data(config)
     mesh = sharding.create_mesh()
     model = build_recognizer(config.model, seed=config.seed, dtype=_dtype(config))
     load_weights(model, config.checkpoint)
@@ -142,6 +161,21 @@ def test(config, workdir: str) -> dict[str, float]:
     return metrics
 
 
+def prepare_data(config) -> None:
+    """Generates the synthetic data set a config names if it is not there yet."""
+    spec = _to_dict(config.synthetic_data)
+    if not spec:
+        return
+    if jax.process_index() == 0 and not os.path.exists(os.path.join(spec['out'],
+                                                                    'label_map.txt')):
+        from action_jax.data.synthetic import make_synthetic
+        logging.info('Generating the synthetic data set in %s ...', spec['out'])
+        make_synthetic(spec.pop('out'), **spec)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices('synthetic data ready')
+
+
 def _fmt_metrics(metrics: Mapping[str, float]) -> str:
     return '  '.join(f'{k} {v:.4f}' for k, v in metrics.items())
 
@@ -152,11 +186,12 @@ def _fmt_metrics(metrics: Mapping[str, float]) -> str:
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains, validating every `val_interval` epochs; returns the final test metrics."""
     os.makedirs(workdir, exist_ok=True)
+    prepare_data(config)
     mesh = sharding.create_mesh()
     model_cfg = _to_dict(config.model)
     dtype = _dtype(config)
     is_main = jax.process_index() == 0
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+    writer = _ScalarLog(workdir, is_main)
     if is_main:
         with open(os.path.join(workdir, 'config.json'), 'w') as f:
             f.write(config.to_json_best_effort(indent=2))
@@ -236,7 +271,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             scalars = {k: float(v) for k, v in metrics.items()}
             scalars['clips_per_sec'] = rate * global_bs
             scalars['skipped_samples'] = skipped
-            writer.write_scalars(step + 1, scalars)
+            writer.write(step + 1, scalars)
             logging.info('epoch %d [%d/%d] step %d/%d  %s  clips/s %.1f  eta %s',
                          step // steps_per_epoch + 1, step % steps_per_epoch + 1,
                          steps_per_epoch, step + 1, total_steps,
@@ -257,7 +292,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 and epoch % config.train_cfg.val_interval == 0):
             metrics = evaluate(model_cfg, eval_graph, state.params, state.rest,
                                config.val_dataloader, config, mesh)[0]
-            writer.write_scalars(step + 1, {f'val/{k}': v for k, v in metrics.items()})
+            writer.write(step + 1, {f'val/{k}': v for k, v in metrics.items()})
             logging.info('Validation after epoch %d: %s', epoch, _fmt_metrics(metrics))
             ckpt.save_best(step + 1, state, metrics)
 
@@ -266,7 +301,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if total_steps not in ckpt.latest.all_steps():
         ckpt.save(total_steps, state, train_iter)
     ckpt.wait()
-    writer.flush()
 
     results = {}
     if config.test_dataloader.dataset:
@@ -280,7 +314,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             logging.info('Test (best checkpoint, step %d): %s', ckpt.best.best_step(),
                          _fmt_metrics(best_metrics))
             results.update({f'best/{k}': v for k, v in best_metrics.items()})
-        writer.write_scalars(total_steps, {f'test/{k}': v for k, v in results.items()})
+        writer.write(total_steps, {f'test/{k}': v for k, v in results.items()})
     ckpt.close()
     writer.close()
     return results

@@ -1,0 +1,206 @@
+"""End-to-end training: main in subprocesses (sharding, preemption, resume), the loop in-process."""
+import json
+import os
+import pathlib
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from action_jax.train import checkpoint
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = REPO / 'tests' / 'configs' / 'tsn_tiny.py'
+STEPS_PER_EPOCH = 4  # 18 training videos // batch 4
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    from action_jax.data.synthetic import make_synthetic
+    out = tmp_path_factory.mktemp('synthetic')
+    make_synthetic(str(out), num_videos=24, seed=0, width=48, height=40, frames=16)
+    return out
+
+
+def _cmd(data_dir, workdir, *overrides, mode='train'):
+    return [sys.executable, '-m', 'action_jax.main', f'--config={TINY}:{data_dir}',
+            f'--workdir={workdir}', f'--mode={mode}', *overrides]
+
+
+def _env(devices: int = 1):
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+    return env
+
+
+def run_main(data_dir, workdir, *overrides, devices=1, mode='train', check=True):
+    proc = subprocess.run(_cmd(data_dir, workdir, *overrides, mode=mode), env=_env(devices),
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'main failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
+    return proc
+
+
+def params_of(workdir) -> dict[str, np.ndarray]:
+    weights = checkpoint.restore_weights(checkpoint.resolve(str(workdir))[1])
+    flat = {}
+
+    def visit(prefix, tree):
+        if isinstance(tree, dict):
+            for k, v in tree.items():
+                visit(f'{prefix}.{k}' if prefix else str(k), v)
+        else:
+            flat[prefix] = np.asarray(tree)
+    visit('', weights)
+    return flat
+
+
+def scalars(workdir) -> list[dict]:
+    with open(pathlib.Path(workdir) / 'scalars.jsonl') as f:
+        return [json.loads(line) for line in f]
+
+
+def latest_step(workdir) -> int:
+    return int(pathlib.Path(checkpoint.resolve(str(workdir))[1]).name)
+
+
+@pytest.fixture(scope='module')
+def reference_run(data_dir, tmp_path_factory):
+    """3 uninterrupted epochs with a data-loader worker process."""
+    workdir = tmp_path_factory.mktemp('reference')
+    run_main(data_dir, workdir, '--config.train_dataloader.num_workers=1')
+    return workdir
+
+
+def test_training_learns_and_writes_outputs(reference_run):
+    log = scalars(reference_run)
+    losses = [r['loss'] for r in log if 'loss' in r]
+    assert len(losses) == 3 * STEPS_PER_EPOCH
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    assert any('val/acc/top1' in r for r in log)
+    assert any('test/acc/top1' in r for r in log)
+    assert (pathlib.Path(reference_run) / 'config.json').exists()
+    assert list(pathlib.Path(reference_run).glob('events.out.tfevents.*'))
+    assert latest_step(reference_run) == 3 * STEPS_PER_EPOCH
+    assert (pathlib.Path(reference_run) / 'best').is_dir()
+
+
+def test_sigterm_then_resume_is_bit_identical(data_dir, reference_run, tmp_path):
+    proc = subprocess.Popen(_cmd(data_dir, tmp_path, '--config.train_dataloader.num_workers=1'),
+                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    ckpts = tmp_path / 'checkpoints'
+    deadline = time.time() + 300
+    while not (ckpts.is_dir() and any(d.name.isdigit() for d in ckpts.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert 'exiting for preemption' in err
+    interrupted_at = latest_step(tmp_path)
+    assert STEPS_PER_EPOCH <= interrupted_at < 3 * STEPS_PER_EPOCH
+
+    resumed = run_main(data_dir, tmp_path, '--config.train_dataloader.num_workers=1')
+    assert f'Resumed at step {interrupted_at}' in resumed.stderr
+    ours, ref = params_of(tmp_path), params_of(reference_run)
+    assert ours.keys() == ref.keys()
+    for k in ref:
+        np.testing.assert_array_equal(ours[k], ref[k], err_msg=k)
+
+
+def test_sharded_over_4_devices_matches_1_device(data_dir, tmp_path):
+    one, four = tmp_path / 'one', tmp_path / 'four'
+    common = ('--config.train_cfg.max_epochs=1', '--config.test_dataloader.dataset={}')
+    run_main(data_dir, one, *common)
+    run_main(data_dir, four, *common, '--config.train_dataloader.batch_size=1',
+             '--config.val_dataloader.batch_size=1', devices=4)
+    loss_one = [r['loss'] for r in scalars(one) if 'loss' in r]
+    loss_four = [r['loss'] for r in scalars(four) if 'loss' in r]
+    np.testing.assert_allclose(loss_four, loss_one, rtol=1e-5)
+    val_one = [r for r in scalars(one) if 'val/acc/top1' in r]
+    val_four = [r for r in scalars(four) if 'val/acc/top1' in r]
+    assert val_one == val_four
+    p1, p4 = params_of(one), params_of(four)
+    for k in p1:
+        if p1[k].dtype.kind == 'f':
+            np.testing.assert_allclose(p4[k], p1[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_load_from_and_resume_from(data_dir, reference_run, tmp_path):
+    ref = params_of(reference_run)
+    # load_from: weights only, step 0; with lr 0 the parameters stay the loaded ones.
+    loaded = tmp_path / 'load_from'
+    run_main(data_dir, loaded, f'--config.load_from={reference_run}',
+             '--config.train_cfg.max_epochs=1', '--config.optim_wrapper.optimizer.lr=0.0')
+    assert [r['step'] for r in scalars(loaded) if 'loss' in r][0] == 1
+    assert latest_step(loaded) == STEPS_PER_EPOCH
+    got = params_of(loaded)
+    for k in (k for k in ref if k.startswith('params.')):
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+    # resume_from: weights, optimizer and step; training continues after step 12.
+    resumed = tmp_path / 'resume_from'
+    proc = run_main(data_dir, resumed, f'--config.resume_from={reference_run}',
+                    '--config.train_cfg.max_epochs=4')
+    assert f'Resumed at step {3 * STEPS_PER_EPOCH}' in proc.stderr
+    assert [r['step'] for r in scalars(resumed) if 'loss' in r][0] == 3 * STEPS_PER_EPOCH + 1
+    assert latest_step(resumed) == 4 * STEPS_PER_EPOCH
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, reference_run, tmp_path):
+    # Resume the finished run for one more epoch with an exploding learning rate.
+    workdir = tmp_path / 'run'
+    shutil.copytree(reference_run, workdir)
+    proc = run_main(data_dir, workdir, '--config.train_cfg.max_epochs=4',
+                    '--config.optim_wrapper.optimizer.lr=1e30',
+                    '--config.optim_wrapper.clip_grad.max_norm=1e30', check=False)
+    assert proc.returncode != 0
+    assert 'Loss is' in proc.stderr and 'at step' in proc.stderr
+    assert latest_step(workdir) == 3 * STEPS_PER_EPOCH
+    params = params_of(workdir)
+    assert all(np.isfinite(v).all() for v in params.values() if v.dtype.kind == 'f')
+
+
+def test_unknown_config_keys_are_named(data_dir, tmp_path):
+    proc = run_main(data_dir, tmp_path, '--config.optim_wrapper.optimizer.momemtum=0.5',
+                    check=False)
+    assert proc.returncode != 0 and 'momemtum' in proc.stderr
+    bad = tmp_path / 'bad_config.py'
+    bad.write_text('from action_jax.config import default_config\n\n'
+                   'def get_config():\n    c = default_config()\n'
+                   '    c.train_cfg.max_epoch = 3\n    return c\n')
+    proc = subprocess.run([sys.executable, '-m', 'action_jax.main', f'--config={bad}',
+                           f'--workdir={tmp_path / "w"}'], env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'max_epoch' in proc.stderr
+
+
+@pytest.mark.parametrize('average_clips', ['prob', 'score', None])
+@pytest.mark.parametrize('suffix', ['.json', '.pkl'])
+def test_test_mode_outputs(data_dir, reference_run, tmp_path, average_clips, suffix):
+    from action_jax.evaluation.metrics import top_k_accuracy
+    from action_jax.train import loop
+    sys.path.insert(0, str(TINY.parent))
+    import tsn_tiny
+    config = tsn_tiny.get_config(str(data_dir))
+    config.model.cls_head.average_clips = average_clips
+    config.checkpoint = str(reference_run)
+    config.out = str(tmp_path / f'results{suffix}')
+    metrics = loop.test(config, str(tmp_path))
+    if suffix == '.json':
+        results = json.loads(pathlib.Path(config.out).read_text())
+    else:
+        results = pickle.loads(pathlib.Path(config.out).read_bytes())
+    scores = np.array([r['pred_score'] for r in results])
+    labels = np.array([r['gt_label'] for r in results])
+    assert len(results) == 6
+    assert scores.shape[-1] == 8
+    if average_clips == 'prob':
+        np.testing.assert_allclose(scores.sum(-1), 1.0, rtol=1e-5)
+    flat = scores.reshape(len(scores), -1, 8).mean(1)
+    assert metrics['acc/top1'] == pytest.approx(top_k_accuracy(flat, labels, (1,))[0])
