@@ -1,0 +1,121 @@
+"""Recognizers: backbone + classification head, as MMAction2's `recognizers/`.
+
+Inputs are normalised, channels-last clips. The view axis (segments for 2D models; clips x
+crops for 3D models) is folded into the batch before the backbone, like MMAction2.
+  `__call__(x)`   raw head scores (MMAction2's `mode='tensor'`, stage 'head').
+  `predict(x)`    per-video scores after the head's `average_clip` (MMAction2's predict).
+"""
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from action_jax.models.heads import BaseHead
+
+
+class BaseRecognizer(nnx.Module):
+    """Shared recognizer logic; subclasses define how the view axis is folded.
+
+    `test_cfg=dict(max_testing_views=k)` runs the backbone on at most k views at a time in
+    `predict` (memory only: results are unchanged). `train_cfg`, `data_preprocessor` and
+    `init_cfg` are accepted for config compatibility and not used by the model.
+    The backbone provides `frozen_norms()`: the BatchNorms that training keeps in eval mode.
+    """
+
+    def __init__(self, backbone: nnx.Module, cls_head: BaseHead | None = None,
+                 neck: nnx.Module | None = None, train_cfg: Mapping | None = None,
+                 test_cfg: Mapping | None = None, data_preprocessor: Mapping | None = None,
+                 init_cfg: Mapping | None = None):
+        if neck is not None:
+            raise NotImplementedError('recognizer necks are not implemented')
+        test_cfg = dict(test_cfg or {})
+        if test_cfg.get('fcn_test', False):
+            raise NotImplementedError('test_cfg fcn_test is not implemented')
+        self.max_testing_views = test_cfg.get('max_testing_views') or None
+        if self.max_testing_views is not None and not isinstance(self.max_testing_views, int):
+            raise TypeError('test_cfg max_testing_views must be an int')
+        self.backbone = backbone
+        self.cls_head = cls_head
+        self.train()
+
+    def train(self, **attributes) -> None:
+        """Training mode, except the backbone's frozen_stages/norm_eval/partial_bn BatchNorms,
+        which stay on running statistics (MMAction2's `train()` overrides)."""
+        super().train(**attributes)
+        for bn in self.backbone.frozen_norms():
+            bn.use_running_average = True
+
+    def fold_views(self, x: jax.Array) -> tuple[jax.Array, int]:
+        """Fold the view axis into the batch; returns (folded input, views per video)."""
+        raise NotImplementedError
+
+    def extract_feat(self, x: jax.Array, test_mode: bool = False):
+        """Backbone features of the folded input, chunked by `max_testing_views` in test mode."""
+        x, _ = self.fold_views(x)
+        if test_mode and self.max_testing_views is not None:
+            return self._backbone_in_chunks(x, self.max_testing_views)
+        return self.backbone(x)
+
+    def _backbone_in_chunks(self, x: jax.Array, chunk: int):
+        total = x.shape[0]
+        if total <= chunk:
+            return self.backbone(x)
+        # lax.map runs the chunks one after another, so only one chunk's activations live
+        # at a time, also under jit. Meant for eval mode: BN updates of the copies are dropped.
+        graphdef, state = nnx.split(self.backbone)
+
+        def run(views: jax.Array):
+            return nnx.merge(graphdef, state, copy=True)(views)
+
+        full = total // chunk * chunk
+        feats = jax.lax.map(run, x[:full].reshape(total // chunk, chunk, *x.shape[1:]))
+        feats = jax.tree.map(lambda f: f.reshape(full, *f.shape[2:]), feats)
+        if full < total:
+            feats = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), feats, run(x[full:]))
+        return feats
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Raw class scores (see the subclass for shapes)."""
+        _, num_segs = self.fold_views(x)
+        return self.cls_head(self.extract_feat(x), num_segs)
+
+    def predict(self, x: jax.Array) -> jax.Array:
+        """Per-video scores [N, K] ([N, views, K] when the head's average_clips is None)."""
+        _, num_segs = self.fold_views(x)
+        scores = self.cls_head(self.extract_feat(x, test_mode=True), num_segs)
+        return self.cls_head.predict_by_feat(scores, x.shape[0])
+
+
+class Recognizer2D(BaseRecognizer):
+    """2D recognizer (TSN, TSM) on x [N, F, H, W, C].
+
+    `__call__` gives [N, K] for TSN (consensus over all F frames) and
+    [N * F / num_segments, K] for TSM (clips of the head's num_segments frames).
+    """
+
+    def __init__(self, backbone: nnx.Module, cls_head: BaseHead | None = None, **kwargs):
+        super().__init__(backbone, cls_head, **kwargs)
+        # A TSM clip must not straddle two chunks, or the temporal shift would mix them.
+        segments = getattr(backbone, 'num_segments', None)
+        if self.max_testing_views and segments and self.max_testing_views % segments:
+            raise ValueError(f'max_testing_views ({self.max_testing_views}) must be a multiple '
+                             f'of the backbone num_segments ({segments})')
+
+    def fold_views(self, x: jax.Array) -> tuple[jax.Array, int]:
+        if x.ndim != 5:
+            raise ValueError(f'Recognizer2D expects [N, F, H, W, C], got shape {x.shape}')
+        return x.reshape(-1, *x.shape[2:]), x.shape[1]
+
+
+class Recognizer3D(BaseRecognizer):
+    """3D recognizer (I3D) on x [N, V, T, H, W, C] (V views) or [N, T, H, W, C] (one view);
+    `__call__` gives [N * V, K]."""
+
+    def fold_views(self, x: jax.Array) -> tuple[jax.Array, int]:
+        if x.ndim == 5:
+            return x, 1
+        if x.ndim != 6:
+            raise ValueError('Recognizer3D expects [N, V, T, H, W, C] or [N, T, H, W, C], '
+                             f'got shape {x.shape}')
+        return x.reshape(-1, *x.shape[2:]), x.shape[1]
