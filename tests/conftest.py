@@ -16,3 +16,9 @@ FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 def fixtures_dir() -> pathlib.Path:
     """MMAction2 1.2.0 reference outputs (see tests/fixtures/README.md)."""
     return FIXTURES
+
+
+# grain's worker processes read absl flags, which pytest never parses.
+from absl import flags  # noqa: E402
+
+flags.FLAGS(['pytest'], known_only=True)

@@ -78,12 +78,12 @@ def test_fc_lr5_groups():
 
 def test_frozen_stages_get_no_update():
     params = _params(np.random.default_rng(0))
-    prefixes = optim.frozen_prefixes({'backbone': {'frozen_stages': 0}})
-    assert prefixes == ['backbone.conv1']
+    is_frozen = optim.frozen_filter({'backbone': {'frozen_stages': 0}})
+    assert is_frozen('backbone.conv1.conv.kernel') and not is_frozen('backbone.layer1.0.x')
     grads = jax.tree.map(jnp.ones_like, params)
     tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9,
                                                    weight_decay=1e-4)),
-                               params, optax.constant_schedule(0.1), prefixes)
+                               params, optax.constant_schedule(0.1), is_frozen)
     updates, _ = tx.update(grads, tx.init(params), params)
     assert not np.any(np.asarray(updates['backbone']['conv1']['conv']['kernel']))
     assert np.all(np.asarray(updates['cls_head']['fc_cls']['kernel']) != 0)
@@ -114,3 +114,12 @@ def test_cosine_and_step_boundaries():
 def test_linear_scaling_rule():
     assert optim.scaled_lr(0.01, 64, dict(enable=True, base_batch_size=256)) == 0.0025
     assert optim.scaled_lr(0.01, 64, dict(enable=False, base_batch_size=256)) == 0.01
+
+
+def test_partial_bn_freezes_all_but_the_first_norm():
+    is_frozen = optim.frozen_filter({'backbone': {'partial_bn': True}})
+    assert not is_frozen('backbone.conv1.bn.scale')
+    assert is_frozen('backbone.layer1.0.conv1.bn.scale')
+    assert is_frozen('backbone.layer2.0.downsample.bn.bias')
+    assert not is_frozen('backbone.layer1.0.conv1.conv.kernel')
+    assert not is_frozen('cls_head.fc_cls.kernel')

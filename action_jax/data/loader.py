@@ -79,7 +79,10 @@ class EvalSample(_LoadSample):
 
 
 def _prefetch(ds: grain.MapDataset, num_workers: int) -> grain.IterDataset:
-    it = ds.to_iter_dataset()
+    # grain's default read-ahead (16 threads, 500 elements) would keep every worker busy far
+    # ahead of the trainer and starve XLA of the CPU; two batches ahead is enough.
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1 if num_workers else 2,
+                                              prefetch_buffer_size=2))
     if num_workers > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return it
@@ -87,8 +90,11 @@ def _prefetch(ds: grain.MapDataset, num_workers: int) -> grain.IterDataset:
 
 def train_dataset(dataset, pipeline: Sequence[Mapping[str, Any]], *, batch_size: int, seed: int,
                   num_workers: int = 0, shard_index: int = 0, shard_count: int = 1,
-                  max_retries: int = 16) -> grain.IterDataset:
-    """Endless training batches of `batch_size` (per process); iterate it for the iterator."""
+                  max_retries: int = 16, start_batch: int = 0) -> grain.IterDataset:
+    """Endless training batches of `batch_size` (per process); iterate it for the iterator.
+
+    Batch k is a pure function of (seed, k), so `start_batch` resumes the exact sequence.
+    """
     ds = grain.MapDataset.range(len(dataset))[shard_index::shard_count]
     if len(ds) < batch_size:
         raise ValueError(f'{dataset!r}: {len(ds)} samples per process is fewer than one batch '
@@ -96,7 +102,7 @@ def train_dataset(dataset, pipeline: Sequence[Mapping[str, Any]], *, batch_size:
     ds = (ds.shuffle(seed=seed).repeat(None)
           .random_map(TrainSample(dataset, pipeline, max_retries), seed=seed)
           .batch(batch_size, drop_remainder=True))
-    return _prefetch(ds, num_workers)
+    return _prefetch(ds[start_batch:] if start_batch else ds, num_workers)
 
 
 def eval_dataset(dataset, pipeline: Sequence[Mapping[str, Any]], *, batch_size: int,

@@ -9,6 +9,7 @@ import os
 from typing import Any, Mapping
 
 import grain
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -43,15 +44,25 @@ class Checkpointer:
             self.best.save(step, metrics=dict(metrics), force=True,
                            args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
 
-    def restore_latest(self, state, data_iterator, sharding):
-        """Restores into `data_iterator` and returns the state, or None with no checkpoint."""
+    def restore_latest(self, state, data_iterator, sharding) -> tuple[Any, bool]:
+        """(restored state or None, whether `data_iterator` was restored too).
+
+        The iterator's saved state only fits a loader with the same structure: after a change
+        of `num_workers` it does not, and the caller repositions the loader from the step.
+        """
         step = self.latest.latest_step()
         if step is None:
-            return None
+            return None, False
         restored = self.latest.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(state, sharding)),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        return restored['state']
+            state=ocp.args.StandardRestore(_abstract(state, sharding))))
+        try:
+            self.latest.restore(step, args=ocp.args.Composite(
+                data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        except (KeyError, ValueError, IndexError) as e:
+            logging.warning('The data-loader state of step %d does not fit this loader (%r); '
+                            'repositioning it from the step instead.', step, e)
+            return restored['state'], False
+        return restored['state'], True
 
     def restore_best(self, state, sharding):
         restored = self.best.restore(self.best.best_step(), args=ocp.args.Composite(
@@ -92,9 +103,24 @@ def resolve(path: str) -> tuple[str, str]:
     return 'orbax', os.path.join(path, str(steps[0]))
 
 
+def _unwrap_values(tree):
+    """nnx.State saves each Variable as {'value': array}; return plain nested arrays."""
+    if isinstance(tree, Mapping):
+        if set(tree) == {'value'}:
+            return tree['value']
+        return {k: _unwrap_values(v) for k, v in tree.items()}
+    return tree
+
+
 def restore_weights(step_dir: str) -> dict[str, Any]:
     """The model's arrays of an orbax checkpoint as pure dicts {'params', 'rest'}, without
     needing the optimizer that wrote it (load_from, test mode, the inference API)."""
+    path = os.path.join(step_dir, 'state')
+    # Restore onto this process's first device whatever mesh the checkpoint was saved from.
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     with ocp.StandardCheckpointer() as ckptr:
-        state = ckptr.restore(os.path.join(step_dir, 'state'))
-    return {'params': state['params'], 'rest': state['rest']}
+        metadata = ckptr.metadata(path).item_metadata
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                              metadata)
+        state = ckptr.restore(path, target)
+    return {'params': _unwrap_values(state['params']), 'rest': _unwrap_values(state['rest'])}

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from clu import metric_writers
 from flax import nnx
 
 from action_jax.data import loader
@@ -24,6 +23,7 @@ from action_jax.evaluation.metrics import evaluate as compute_metrics
 from action_jax.train import optim, sharding
 from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.model_io import build_recognizer, load_weights
+from action_jax.train.scalar_log import ScalarLog
 from action_jax.train.step import LossConfig, TrainState, eval_step, train_step
 
 
@@ -54,24 +54,6 @@ def _best_metric(config) -> str | None:
     return 'acc/top1' if save_best == 'auto' else save_best
 
 
-class _ScalarLog:
-    """TensorBoard (clu) plus `scalars.jsonl` in the workdir, which scripts and tests read."""
-
-    def __init__(self, workdir: str, is_main: bool):
-        self.writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
-        self.path = os.path.join(workdir, 'scalars.jsonl') if is_main else None
-
-    def write(self, step: int, scalars: Mapping[str, float]) -> None:
-        self.writer.write_scalars(step, scalars)
-        if self.path:
-            with open(self.path, 'a') as f:
-                f.write(json.dumps({'step': step, **{k: float(v) for k, v in scalars.items()}})
-                        + '\n')
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 class _Throughput:
     def __init__(self, total_steps: int):
         self.total, self.t0, self.step0 = total_steps, None, None
@@ -95,17 +77,22 @@ def _fmt_eta(seconds: float) -> str:
 # --------------------------------------------------------------------------------------------
 # Evaluation (also the test mode).
 
-def evaluate(model_cfg: Mapping[str, Any], graphdef, params, rest, dataloader_cfg, config,
+def make_eval_step(model_cfg: Mapping[str, Any], config):
+    """The jitted eval step, built once per run (a new jit would recompile every epoch)."""
+    return jax.jit(functools.partial(eval_step, model_cfg=model_cfg, dtype=_dtype(config)),
+                   static_argnums=0)
+
+
+def evaluate(step, graphdef, params, rest, dataloader_cfg, config,
              mesh) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Runs a whole split; returns (metrics, per-video scores, labels) in list-file order."""
+    """Runs a whole split through `step` (make_eval_step); returns (metrics, per-video
+    scores, labels) in list-file order."""
     dataset = build_dataset(_to_dict(dataloader_cfg.dataset))
     local_bs = dataloader_cfg.batch_size * jax.local_device_count()
     batches = loader.eval_dataset(
         dataset, dataloader_cfg.dataset.pipeline, batch_size=local_bs,
         num_workers=dataloader_cfg.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count())
-    step = jax.jit(functools.partial(eval_step, model_cfg=model_cfg, dtype=_dtype(config)),
-                   static_argnums=0)
     scores, labels, indices, skipped = [], [], [], 0
     for batch in batches:
         arrays = sharding.global_batch(
@@ -153,7 +140,8 @@ def test(config, workdir: str) -> dict[str, float]:
     model.eval()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = sharding.replicate((params, rest), mesh)
-    metrics, scores, labels = evaluate(_to_dict(config.model), graphdef, params, rest,
+    eval_fn = make_eval_step(_to_dict(config.model), config)
+    metrics, scores, labels = evaluate(eval_fn, graphdef, params, rest,
                                        config.test_dataloader, config, mesh)
     logging.info('Test metrics: %s', _fmt_metrics(metrics))
     if config.out and jax.process_index() == 0:
@@ -191,7 +179,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     model_cfg = _to_dict(config.model)
     dtype = _dtype(config)
     is_main = jax.process_index() == 0
-    writer = _ScalarLog(workdir, is_main)
+    writer = ScalarLog(workdir, is_main)
     if is_main:
         with open(os.path.join(workdir, 'config.json'), 'w') as f:
             f.write(config.to_json_best_effort(indent=2))
@@ -211,26 +199,29 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     global_bs = dl.batch_size * jax.device_count()
     steps_per_epoch = loader.steps_per_epoch(len(train_set), global_bs)
     total_steps = config.train_cfg.max_epochs * steps_per_epoch
-    train_iter = iter(loader.train_dataset(
-        train_set, dl.dataset.pipeline, batch_size=dl.batch_size * jax.local_device_count(),
-        seed=config.seed, num_workers=dl.num_workers, shard_index=jax.process_index(),
-        shard_count=jax.process_count()))
+
+    def train_batches(start_batch: int = 0):
+        return iter(loader.train_dataset(
+            train_set, dl.dataset.pipeline, batch_size=dl.batch_size * jax.local_device_count(),
+            seed=config.seed, num_workers=dl.num_workers, shard_index=jax.process_index(),
+            shard_count=jax.process_count(), start_batch=start_batch))
+    train_iter = train_batches()
 
     # Optimizer.
     base_lr = optim.scaled_lr(config.optim_wrapper.optimizer.lr, global_bs, config.auto_scale_lr)
     schedule = optim.build_schedule(list(config.param_scheduler), base_lr, steps_per_epoch,
                                     config.train_cfg.max_epochs)
     tx = optim.build_optimizer(_to_dict(config.optim_wrapper), params, schedule,
-                               optim.frozen_prefixes(model_cfg))
+                               optim.frozen_filter(model_cfg))
     state = TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
     state = sharding.replicate(state, mesh)
 
     ckpt_cfg = config.default_hooks.checkpoint
     ckpt = Checkpointer(workdir, max_to_keep=ckpt_cfg.max_keep_ckpts,
                         async_save=ckpt_cfg.async_save, best_metric=_best_metric(config))
-    restored = ckpt.restore_latest(state, train_iter, sharding.replicated(mesh))
+    restored, data_restored = ckpt.restore_latest(state, train_iter, sharding.replicated(mesh))
     if restored is None and config.resume_from:
-        restored = Checkpointer(config.resume_from, max_to_keep=1).restore_latest(
+        restored, data_restored = Checkpointer(config.resume_from, max_to_keep=1).restore_latest(
             state, train_iter, sharding.replicated(mesh))
         if restored is None:
             raise FileNotFoundError(f'resume_from={config.resume_from!r} has no checkpoints/.')
@@ -238,6 +229,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         state = restored
         logging.info('Resumed at step %d (epoch %.2f).', int(state.step),
                      int(state.step) / steps_per_epoch)
+        if not data_restored:
+            train_iter = train_batches(start_batch=int(state.step))
     start = int(state.step)
 
     step_fn = jax.jit(
@@ -245,6 +238,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                           loss_cfg=LossConfig.from_model_cfg(model_cfg), model_cfg=model_cfg,
                           dtype=dtype),
         static_argnums=0, donate_argnums=1)
+    eval_fn = make_eval_step(model_cfg, config)
     logging.info('Training: %d samples, global batch %d on %d devices (%d processes), '
                  '%d steps/epoch, %d epochs, lr %.5g.', len(train_set), global_bs,
                  jax.device_count(), jax.process_count(), steps_per_epoch,
@@ -290,7 +284,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             return {}
         if (epoch_end and epoch >= config.train_cfg.val_begin
                 and epoch % config.train_cfg.val_interval == 0):
-            metrics = evaluate(model_cfg, eval_graph, state.params, state.rest,
+            metrics = evaluate(eval_fn, eval_graph, state.params, state.rest,
                                config.val_dataloader, config, mesh)[0]
             writer.write(step + 1, {f'val/{k}': v for k, v in metrics.items()})
             logging.info('Validation after epoch %d: %s', epoch, _fmt_metrics(metrics))
@@ -304,12 +298,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     results = {}
     if config.test_dataloader.dataset:
-        results = evaluate(model_cfg, eval_graph, state.params, state.rest,
+        results = evaluate(eval_fn, eval_graph, state.params, state.rest,
                            config.test_dataloader, config, mesh)[0]
         logging.info('Test (last checkpoint): %s', _fmt_metrics(results))
         if config.test_best and ckpt.best is not None and ckpt.best.best_step() is not None:
             best = ckpt.restore_best(state, sharding.replicated(mesh))
-            best_metrics = evaluate(model_cfg, eval_graph, best.params, best.rest,
+            best_metrics = evaluate(eval_fn, eval_graph, best.params, best.rest,
                                     config.test_dataloader, config, mesh)[0]
             logging.info('Test (best checkpoint, step %d): %s', ckpt.best.best_step(),
                          _fmt_metrics(best_metrics))

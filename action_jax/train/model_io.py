@@ -28,7 +28,16 @@ def load_weights(model, path: str) -> None:
         apply_state_dict(model, load_mmaction2_checkpoint(location), strict=True)
         return
     weights = checkpoint.restore_weights(location)
-    params, rest = nnx.state(model, nnx.Param), nnx.state(model, nnx.Not(nnx.Param))
+    # Parameters and BatchNorm statistics; dropout rng streams stay the new model's own.
+    params, stats = nnx.state(model, nnx.Param), nnx.state(model, nnx.BatchStat)
     nnx.replace_by_pure_dict(params, weights['params'])
-    nnx.replace_by_pure_dict(rest, weights['rest'])
-    nnx.update(model, params, rest)
+    nnx.replace_by_pure_dict(stats, _only(weights['rest'], nnx.to_pure_dict(stats)))
+    nnx.update(model, params, stats)
+
+
+def _only(tree, like):
+    """The part of `tree` whose keys appear in `like` (nested dicts; orbax stores list
+    indices as strings)."""
+    def get(k):
+        return tree[k] if k in tree else tree[str(k)]
+    return {k: _only(get(k), v) if isinstance(v, dict) else get(k) for k, v in like.items()}

@@ -76,12 +76,12 @@ class ParamMults(NamedTuple):
 
 
 def param_multipliers(params, paramwise_cfg: Mapping[str, Any],
-                      frozen_prefixes: Sequence[str] = ()) -> Any:
+                      is_frozen: Callable[[Path], bool] = lambda path: False) -> Any:
     """A pytree like `params` of ParamMults.
 
     `fc_lr5` is TSM's constructor: the last fc gets 5x lr (bias 10x), biases 2x lr and BatchNorm
     and biases no weight decay. Otherwise mmengine's defaults with norm/bias decay multipliers.
-    Parameters under a frozen prefix get lr 0 (MMAction2's frozen_stages: requires_grad=False).
+    Frozen parameters (`is_frozen(path)`; MMAction2's requires_grad=False) get lr 0.
     """
     fc_lr5 = paramwise_cfg.get('fc_lr5', False)
     norm_decay = paramwise_cfg.get('norm_decay_mult', 1.0)
@@ -90,7 +90,7 @@ def param_multipliers(params, paramwise_cfg: Mapping[str, Any],
 
     def mults(path, _) -> ParamMults:
         p = path_str(path)
-        if any(p == f or p.startswith(f + '.') for f in frozen_prefixes):
+        if is_frozen(p):
             return ParamMults(0.0, 0.0)
         is_bias = p.endswith('.bias')
         is_norm = '.bn.' in p or p.split('.')[-2].startswith(('bn', 'norm'))
@@ -107,10 +107,24 @@ def param_multipliers(params, paramwise_cfg: Mapping[str, Any],
     return jax.tree_util.tree_map_with_path(mults, params)
 
 
-def frozen_prefixes(model_cfg: Mapping[str, Any]) -> list[str]:
-    """MMAction2's frozen_stages: the stem (conv1) and layer1..layerN of the backbone."""
-    n = model_cfg.get('backbone', {}).get('frozen_stages', -1)
-    return [] if n < 0 else ['backbone.conv1'] + [f'backbone.layer{i}' for i in range(1, n + 1)]
+def frozen_filter(model_cfg: Mapping[str, Any]) -> Callable[[Path], bool]:
+    """Which parameters MMAction2's backbone sets requires_grad=False on.
+
+    frozen_stages=N: the stem (conv1) and layer1..layerN. partial_bn: the affine parameters of
+    every BatchNorm but the first (backbone.conv1.bn).
+    """
+    backbone = model_cfg.get('backbone', {})
+    n = backbone.get('frozen_stages', -1)
+    prefixes = [] if n < 0 else ['backbone.conv1.'] + [f'backbone.layer{i}.'
+                                                       for i in range(1, n + 1)]
+    partial_bn = backbone.get('partial_bn', False)
+
+    def is_frozen(path: Path) -> bool:
+        if any(path.startswith(p) for p in prefixes):
+            return True
+        return (partial_bn and path.startswith('backbone.') and '.bn.' in path
+                and not path.startswith('backbone.conv1.bn.'))
+    return is_frozen
 
 
 def _scale_by_tree(factors) -> optax.GradientTransformation:
@@ -127,10 +141,11 @@ def _decay_by_tree(weight_decay: float, factors) -> optax.GradientTransformation
 # --------------------------------------------------------------------------------------------
 
 def build_optimizer(optim_wrapper: Mapping[str, Any], params, schedule: optax.Schedule,
-                    frozen: Sequence[str] = ()) -> optax.GradientTransformation:
+                    is_frozen: Callable[[Path], bool] = lambda path: False
+                    ) -> optax.GradientTransformation:
     """optax chain equal to MMAction2's optim_wrapper (optimizer, clip_grad, paramwise_cfg)."""
     opt = optim_wrapper['optimizer']
-    mults = param_multipliers(params, optim_wrapper.get('paramwise_cfg', {}), frozen)
+    mults = param_multipliers(params, optim_wrapper.get('paramwise_cfg', {}), is_frozen)
     lr_mults = jax.tree.map(lambda m: m.lr, mults, is_leaf=lambda x: isinstance(x, ParamMults))
     wd_mults = jax.tree.map(lambda m: m.decay, mults, is_leaf=lambda x: isinstance(x, ParamMults))
     wd = opt.get('weight_decay', 0.0)

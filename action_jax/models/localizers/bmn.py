@@ -11,6 +11,7 @@ spans [s, s + d + 1) on the T-step grid.
                                -> x_2d_p -> confidence map, 2 channels per proposal:
                                regression (IoU) and classification score
 """
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from action_jax.localization.data import bmn_labels, stack_labels
+from action_jax.localization.data import batch_labels, bmn_labels
 from action_jax.localization.postprocess import bmn_candidates, post_processing
 from action_jax.models.localizers.layers import Buffer, conv, sequential
 from action_jax.models.localizers.losses import bmn_loss, check_loss_cfg
@@ -150,10 +151,13 @@ class BMN(nnx.Module):
                                batch['gt_start'], batch['gt_end'], self.bm_mask[...], rng)
         return loss, {'loss': loss, **parts}
 
-    def generate_labels(self, gt_bbox: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Host-side targets for a batch of videos' normalised [K_i, 2] ground-truth segments:
-        gt_iou_map [N, D, T], gt_start and gt_end [N, T] (float32)."""
-        return stack_labels([bmn_labels(b, self.temporal_dim) for b in gt_bbox])
+    def generate_labels(self, gt_bbox: Sequence[np.ndarray] | np.ndarray,
+                        num_gt: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Host-side training targets gt_iou_map [N, D, T], gt_start and gt_end [N, T]
+        (float32) from normalised ground-truth segments: one [K_i, 2] array per video, or the
+        packed gt_bbox [N, max_gt, 2] and num_gt [N] of PackLocalizationInputs."""
+        return batch_labels(functools.partial(bmn_labels, temporal_dim=self.temporal_dim),
+                            gt_bbox, num_gt)
 
     def post_process(self, prediction: BMNOutput,
                      sample: Mapping[str, Any]) -> list[dict[str, Any]]:

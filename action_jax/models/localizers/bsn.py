@@ -8,6 +8,7 @@ BSN runs in three stages:
        boundary-sensitive feature (BSP) from the actionness curve.
   PEM  proposal evaluation: an MLP scoring each proposal's BSP feature by its expected IoU.
 """
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from action_jax.localization.data import stack_labels, tem_labels
+from action_jax.localization.data import batch_labels, tem_labels
 from action_jax.localization.postprocess import pem_candidates, post_processing
 from action_jax.models.localizers.layers import conv, linear
 from action_jax.models.localizers.losses import check_loss_cfg, pem_loss, tem_loss
@@ -63,10 +64,13 @@ class TEM(nnx.Module):
         total = sum(losses.values())
         return total, {'loss': total, **losses}
 
-    def generate_labels(self, gt_bbox: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Host-side targets label_action/label_start/label_end [N, T] for normalised segments."""
-        return stack_labels([tem_labels(b, self.temporal_dim, self.boundary_ratio)
-                             for b in gt_bbox])
+    def generate_labels(self, gt_bbox: Sequence[np.ndarray] | np.ndarray,
+                        num_gt: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Host-side targets label_action/label_start/label_end [N, T] (float32); gt_bbox as
+        in BMN.generate_labels."""
+        return batch_labels(functools.partial(tem_labels, temporal_dim=self.temporal_dim,
+                                              boundary_ratio=self.boundary_ratio),
+                            gt_bbox, num_gt)
 
     def post_process(self, prediction: np.ndarray,
                      sample: Mapping[str, Any] | None = None) -> np.ndarray:

@@ -1,0 +1,46 @@
+"""ONNX export through jax2onnx (the package docstring says why not jax2tf + tf2onnx)."""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+
+from flax import nnx
+
+from action_jax.export import INPUT_NAME, OUTPUT_NAME, pure_predict
+
+# TensorRT 8.6 and later parse opset 17; newer opsets are there for other runtimes.
+DEFAULT_OPSET = 17
+# The dynamic batch dimension's name in the graph.
+BATCH_DIM = 'N'
+
+
+def export_onnx(model: nnx.Module, out: str | os.PathLike, input_shape: Sequence[int], *,
+                batch_size: int | None = None, opset: int = DEFAULT_OPSET,
+                metadata: Mapping[str, str] | None = None) -> str:
+    """Writes the model's test-mode prediction to an ONNX file and returns its path.
+
+    Input 'input' float32 [N, *input_shape, 3] (N dynamic when `batch_size` is None), output
+    'scores' float32 [N, num_classes]; `metadata` goes to the model's metadata_props. The
+    file passes onnx.checker (full check).
+    """
+    import onnx
+    from jax2onnx import to_onnx
+
+    predict, weights = pure_predict(model)
+    batch = BATCH_DIM if batch_size is None else batch_size
+    proto = to_onnx(functools.partial(predict, weights), inputs=[(batch, *input_shape, 3)],
+                    model_name=type(model).__name__, opset=opset,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    # jax2onnx annotates some intermediate values with their JAX (NHWC) shapes where the graph
+    # holds them transposed (NCHW); the annotations are optional, and without them the
+    # checker's and runtimes' own shape inference is consistent.
+    del proto.graph.value_info[:]
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    out = os.fspath(out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    onnx.save(proto, out)
+    return out

@@ -1,0 +1,154 @@
+"""Running exported recognizers: normalised float32 clips in, per-video scores out.
+
+    scores = OnnxRecognizer('tsn.onnx')(x)           # onnxruntime (CPU, or CUDA if installed)
+    scores = TensorRTRecognizer('tsn.engine')(x)     # TensorRT engine built from the ONNX file
+
+x is what the model's data_preprocessor produces (see action_jax.export): float32
+[N, F, H, W, 3] (2D models) or [N, V, T, H, W, 3] (3D models). A model exported with a
+fixed batch size accepts any N: the input is run in batches of that size (the last padded).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def _check_input(x: np.ndarray, expected: Sequence[int | None], what: str) -> np.ndarray:
+    """float32, C-contiguous `x` of the expected rank and fixed dims (None/-1: any)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in expected]
+    if x.ndim != len(fixed) or any(d is not None and d != s
+                                   for d, s in zip(fixed[1:], x.shape[1:])):
+        layout = ', '.join('?' if d is None else str(d) for d in fixed)
+        raise ValueError(f'{what} expects input of shape [{layout}], got {list(x.shape)}')
+    return x
+
+
+def _fixed_batch(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def _in_batches(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                batch: int | None) -> np.ndarray:
+    """run(x), feeding a fixed-batch model `batch` rows at a time (zero-padding the last)."""
+    if batch is None or len(x) == batch:
+        return run(x)
+    n = len(x)
+    padded = np.concatenate([x, np.zeros((-n % batch, *x.shape[1:]), x.dtype)])
+    return np.concatenate([run(padded[i:i + batch])
+                           for i in range(0, len(padded), batch)])[:n]
+
+
+class OnnxRecognizer:
+    """An exported .onnx recognizer on onnxruntime.
+
+    `providers`: onnxruntime execution providers, by default all available ones (CUDA
+    first where onnxruntime-gpu is installed). `metadata` holds the input spec the export
+    stored (layout, mean, std, average_clips).
+    """
+
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None):
+        try:
+            import onnxruntime
+        except ImportError as e:
+            raise ImportError('OnnxRecognizer needs the `onnxruntime` package '
+                              '(pip install onnxruntime, or onnxruntime-gpu)') from e
+        self.path = os.fspath(path)
+        self.session = onnxruntime.InferenceSession(
+            self.path, providers=list(providers or onnxruntime.get_available_providers()))
+        (model_input,) = self.session.get_inputs()
+        self.input_name, self.input_shape = model_input.name, list(model_input.shape)
+        self.output_name = self.session.get_outputs()[0].name
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _check_input(x, self.input_shape, f'{self.path}')
+        return _in_batches(self._run, x, _fixed_batch(self.input_shape[0]))
+
+
+def _cuda_runtime():
+    """cuda-python's runtime module (its location moved in cuda-python 12.6)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        from cuda import cudart as runtime
+    return runtime
+
+
+def _cuda_call(result):
+    """cuda-python returns (error, *values): raise on error, return the values."""
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if int(error) != 0:
+        raise RuntimeError(f'CUDA error {error}')
+    return values[0] if len(values) == 1 else values
+
+
+class TensorRTRecognizer:
+    """A serialised TensorRT engine (TensorRT 10 API), e.g. built from the exported ONNX
+    file with `trtexec --onnx=tsn.onnx --saveEngine=tsn.engine` (add
+    `--minShapes/--optShapes/--maxShapes=input:NxFxHxWx3` for a dynamic batch).
+
+    Needs the `tensorrt` and `cuda-python` packages and an NVIDIA GPU.
+    """
+
+    def __init__(self, engine_path: str | os.PathLike):
+        try:
+            import tensorrt as trt
+        except ImportError as e:
+            raise ImportError('TensorRTRecognizer needs the `tensorrt` package (pip install '
+                              'tensorrt) and an NVIDIA GPU; OnnxRecognizer runs the .onnx '
+                              'file without it') from e
+        try:
+            self._cudart = _cuda_runtime()
+        except ImportError as e:
+            raise ImportError('TensorRTRecognizer needs the `cuda-python` package for GPU '
+                              'buffers (pip install cuda-python)') from e
+        self.path = os.fspath(engine_path)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        with open(self.path, 'rb') as f:
+            self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(f.read())
+        if self.engine is None:
+            raise RuntimeError(f'{self.path} is not a TensorRT engine for this TensorRT/GPU')
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names
+                  if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or not outputs:
+            raise ValueError(f'{self.path}: expected one input and an output, got {names}')
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        self.input_shape = list(self.engine.get_tensor_shape(self.input_name))
+        self._stream = _cuda_call(self._cudart.cudaStreamCreate())
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        cudart = self._cudart
+        self.context.set_input_shape(self.input_name, x.shape)
+        out = np.empty(tuple(self.context.get_tensor_shape(self.output_name)), np.float32)
+        buffers = []
+        try:
+            for array in (x, out):
+                buffers.append(_cuda_call(cudart.cudaMalloc(array.nbytes)))
+            src, dst = buffers
+            kinds = cudart.cudaMemcpyKind
+            _cuda_call(cudart.cudaMemcpyAsync(src, x.ctypes.data, x.nbytes,
+                                              kinds.cudaMemcpyHostToDevice, self._stream))
+            self.context.set_tensor_address(self.input_name, int(src))
+            self.context.set_tensor_address(self.output_name, int(dst))
+            if not self.context.execute_async_v3(int(self._stream)):
+                raise RuntimeError(f'{self.path}: TensorRT execution failed')
+            _cuda_call(cudart.cudaMemcpyAsync(out.ctypes.data, dst, out.nbytes,
+                                              kinds.cudaMemcpyDeviceToHost, self._stream))
+            _cuda_call(cudart.cudaStreamSynchronize(self._stream))
+        finally:
+            for buffer in buffers:
+                cudart.cudaFree(buffer)
+        return out
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _check_input(x, self.input_shape, self.path)
+        return _in_batches(self._run, x, _fixed_batch(self.input_shape[0]))
