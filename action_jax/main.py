@@ -21,6 +21,10 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if FLAGS.config.deterministic:
+        # Before JAX starts its backend: GPU reductions in a fixed order (CPU already is).
+        os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                                   + ' --xla_gpu_deterministic_ops=true').strip()
     distributed.initialize()
     # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
     from action_jax.train import loop

@@ -1,6 +1,6 @@
 """TSN on the embedded synthetic data set: the README's main job, minutes on a 2-core CPU.
 
-Same recipe as tsn_k400.py, scaled down: ResNet-18 at 64 px, 8 segments (as TSM's synthetic
+Same recipe as tsn_k400.py, scaled down: ResNet-18 at 32 px, 8 segments (as TSM's synthetic
 config, so that the comparison isolates temporal modelling), 12 epochs. The data set is generated
 on first use (action_jax/data/synthetic.py): half of what separates its classes is the direction
 of motion, which TSN's order-free average over frames cannot see.
@@ -9,7 +9,7 @@ from action_jax.config import default_config
 
 data_root = 'data/synthetic'
 num_segments = 8
-input_size = 64
+input_size = 32
 
 
 def synthetic_pipelines(clip_len: int = 1, num_clips: int = num_segments,

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from action_jax.localization.data import DATASETS as LOCALIZATION_DATASETS
+
 __all__ = ['DATASETS', 'RawframeDataset', 'VideoDataset', 'build_dataset']
 
 PathPrefix = str | os.PathLike | Mapping[str, Any] | None
@@ -237,10 +239,11 @@ DATASETS = {'VideoDataset': VideoDataset, 'RawframeDataset': RawframeDataset}
 def build_dataset(cfg: Mapping[str, Any]):
     """A dataset from its config dict; `pipeline` belongs to the loader and is ignored here."""
     kwargs = {k: v for k, v in cfg.items() if k not in ('type', 'pipeline')}
+    registry = {**DATASETS, **LOCALIZATION_DATASETS}
     name = cfg.get('type', 'VideoDataset')
-    if name not in DATASETS:
-        raise KeyError(f'Unknown dataset type {name!r}; known: {sorted(DATASETS)}')
+    if name not in registry:
+        raise KeyError(f'Unknown dataset type {name!r}; known: {sorted(registry)}')
     try:
-        return DATASETS[name](**kwargs)
+        return registry[name](**kwargs)
     except TypeError as e:
         raise TypeError(f'{name}: {e}') from e
