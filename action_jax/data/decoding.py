@@ -3,11 +3,17 @@ RawFrameDecode).
 
 Readers decode each request once, forward, through the sorted unique frame indices and
 scatter the frames back to the requested order; a seek happens only when the next wanted
-frame lies beyond a keyframe that has not been reached yet.  The PyAV reader also tells the
-decoder to skip non-reference frames nobody asked for, which gives the same pixels at about
-half the cost of decord's ``get_batch`` (see ``tests/test_decoding.py`` and the module notes
-in the report: 340x256 H.264, 300 frames, keyframe every 250, 3 sampled frames: decord
-~82 ms, PyAV ~40 ms per video).
+frame lies beyond a keyframe that has not been reached yet.  The PyAV reader also lets the
+decoder skip the non-reference frames nobody asked for: same pixels as decord, ~1.4-1.9x
+faster than decord's ``get_batch`` (MMAction2's DecordDecode) on 340x256 H.264 with a
+keyframe every 250 frames, sampling 3 or 8 frames per video.
+
+decord has two silent faults the PyAV reader does not share: with open GOPs (x265's
+default) it numbers keyframes in decode order and returns wrong frames for requests that
+span one, and in MPEG-TS its seeks land on the wrong frames.  It also conceals damaged
+data that FFmpeg flags; the PyAV reader raises for a flagged frame and for the frames after
+it up to the next keyframe.  Damage the decoder conceals without a flag is invisible to
+both.
 
 Every failure to open or decode raises :class:`VideoDecodeError`, which names the file.
 """
@@ -200,10 +206,13 @@ class PyAVReader(VideoReader):
         out: list[np.ndarray] = []
         with self._open() as container:
             stream = container.streams.video[0]
+            ctx = stream.codec_context
             if self.multi_thread:
                 stream.thread_type = 'AUTO'
-            ctx = stream.codec_context
+            else:  # PyAV's default starts a slice-thread pool per video
+                ctx.thread_count = 1
             count = 0  # frames since the start, for streams without usable pts
+            skipping = 'DEFAULT'
             while True:
                 n = len(out)
                 if keys[n] > 0:
@@ -215,8 +224,10 @@ class PyAVReader(VideoReader):
                     if skip:
                         # Non-reference frames can be dropped unless they are wanted:
                         # nothing else depends on them, so the output stays exact.
-                        ctx.skip_frame = ('DEFAULT' if packet.pts is None
-                                          or packet.pts in wanted_pts else 'NONREF')
+                        mode = ('DEFAULT' if packet.pts is None or packet.pts in wanted_pts
+                                else 'NONREF')
+                        if mode != skipping:
+                            ctx.skip_frame = skipping = mode
                     for frame in ctx.decode(packet):
                         if by_pts is None:
                             idx, count = count, count + 1
@@ -399,7 +410,7 @@ class VideoInit:
 
     Sets ``video_reader``, ``total_frames`` and ``avg_fps``.  ``backend`` picks the
     library ('pyav' is the faster one here); ``fallback`` tries the other on failure.
-    ``kwargs`` are MMAction2 file-client options, unused with the disk backend.
+    ``kwargs`` (MMAction2's file-client options) have no use with the disk backend.
     """
 
     def __init__(self, backend: str = 'pyav', io_backend: str = 'disk', num_threads: int = 1,
@@ -410,7 +421,6 @@ class VideoInit:
         self.io_backend = _check_io_backend(io_backend)
         self.num_threads = num_threads
         self.fallback = fallback
-        self.kwargs = kwargs
 
     def __call__(self, results: dict, rng: np.random.Generator | None = None) -> dict:
         filename = results['filename']
@@ -536,15 +546,15 @@ class RawFrameDecode:
     ``frame_inds`` already include the dataset's ``start_index`` (1 for MMAction2 rawframe
     lists).  RGB gives [N, H, W, 3]; 'Flow' reads the x and y images
     (``filename_tmpl.format('x', idx)``) and gives [2N, H, W], x and y interleaved as in
-    MMAction2.  Each distinct frame is read once.  Note that cv2 and Pillow may decode
-    JPEGs with small pixel differences.
+    MMAction2.  Each distinct frame is read once.  ``decoding_backend`` defaults to 'cv2'
+    (MMAction2's default), or 'pillow' without OpenCV; the two may decode JPEGs with small
+    pixel differences.  ``kwargs`` (file-client options) have no use with the disk backend.
     """
 
     def __init__(self, io_backend: str = 'disk', decoding_backend: str | None = None, **kwargs):
         self.io_backend = _check_io_backend(io_backend)
         self.decoding_backend = decoding_backend or ('pillow' if cv2 is None else 'cv2')
         self._decode = _image_decoder(self.decoding_backend)
-        self.kwargs = kwargs
 
     def _load(self, path: str, gray: bool) -> np.ndarray:
         try:

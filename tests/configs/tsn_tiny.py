@@ -24,6 +24,7 @@ def get_config(data_dir: str = 'data/synthetic_tiny'):
             ann_file=f'{data_dir}/synthetic_{split}_list_videos.txt',
             data_prefix=dict(video=f'{data_dir}/videos_{split}'), pipeline=pipeline)
     config.synthetic_data = {}
+    config.optim_wrapper.optimizer.lr = 0.05
     config.train_cfg.max_epochs = 3
     config.train_cfg.val_interval = 1
     config.param_scheduler = [dict(type='MultiStepLR', begin=0, end=3, by_epoch=True,
