@@ -207,3 +207,35 @@ def test_test_mode_outputs(data_dir, reference_run, tmp_path, average_clips, suf
         np.testing.assert_allclose(scores.sum(-1), 1.0, rtol=1e-5)
     flat = scores.reshape(len(scores), -1, 8).mean(1)
     assert metrics['acc/top1'] == pytest.approx(top_k_accuracy(flat, labels, (1,))[0])
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+    import functools
+
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from action_jax.train import optim
+    from action_jax.train.model_io import build_recognizer
+    from action_jax.train.step import LossConfig, TrainState, train_step
+    sys.path.insert(0, str(TINY.parent))
+    import tsn_tiny
+    model_cfg = tsn_tiny.get_config().model.to_dict()
+    model = build_recognizer(model_cfg, dtype=jnp.bfloat16)
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    schedule = optim.build_schedule([], 0.01, 1, 1)
+    tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)), params,
+                               schedule)
+    state = TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
+    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_cfg=LossConfig(),
+                                     model_cfg=model_cfg, dtype=jnp.bfloat16), static_argnums=0)
+    rng = np.random.default_rng(0)
+    batch = {'imgs': rng.integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8),
+             'label': np.array([1, 2], np.int32)}
+    new_state, metrics = step(graphdef, state, batch)
+    assert np.isfinite(float(metrics['loss']))
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new_state.params))
+    changed = [not np.array_equal(a, b) for a, b in
+               zip(jax.tree.leaves(state.params), jax.tree.leaves(new_state.params))]
+    assert any(changed)

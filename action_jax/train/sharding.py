@@ -28,7 +28,22 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Arra
 
 
 def replicate(tree, mesh):
-    return jax.device_put(tree, replicated(mesh))
+    """Host or single-device values (the same on every process) -> replicated global arrays."""
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    # With several processes device_put cannot target devices of other processes: each
+    # process contributes its own (identical) copy to its local devices.
+    def put(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return jax.device_put(x, sharding)  # already global: reshard if needed
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)),
+                                            impl=jax.random.key_impl(x))
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+    return jax.tree.map(put, tree)
 
 
 def to_host(x: jax.Array) -> np.ndarray:
