@@ -1,4 +1,4 @@
-"""Multi-host set-up: `jax.distributed` from the launcher, SLURM, MMAction2-style variables, or nothing.
+"""Multi-host set-up: jax.distributed from the launcher, SLURM, MMAction2 variables, or nothing.
 
 JAX runs one process per host driving all of that host's accelerators (the train step is one
 program over the global device mesh); several processes per host also work, each restricted to

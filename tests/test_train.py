@@ -119,7 +119,10 @@ def test_sigterm_then_resume_is_bit_identical(data_dir, reference_run, tmp_path)
 
 def test_sharded_over_4_devices_matches_1_device(data_dir, tmp_path):
     one, four = tmp_path / 'one', tmp_path / 'four'
-    common = ('--config.train_cfg.max_epochs=1', '--config.test_dataloader.dataset={}')
+    # lr 0.01: at the tiny config's 0.05 these steps are chaotic and amplify the different order
+    # of the cross-device sums far beyond rounding.
+    common = ('--config.train_cfg.max_epochs=1', '--config.test_dataloader.dataset={}',
+              '--config.optim_wrapper.optimizer.lr=0.01')
     run_main(data_dir, one, *common)
     run_main(data_dir, four, *common, '--config.train_dataloader.batch_size=1',
              '--config.val_dataloader.batch_size=1', devices=4)
@@ -132,7 +135,7 @@ def test_sharded_over_4_devices_matches_1_device(data_dir, tmp_path):
     p1, p4 = params_of(one), params_of(four)
     for k in p1:
         if p1[k].dtype.kind == 'f':
-            np.testing.assert_allclose(p4[k], p1[k], rtol=1e-4, atol=1e-6, err_msg=k)
+            np.testing.assert_allclose(p4[k], p1[k], rtol=1e-6, atol=1e-6, err_msg=k)
 
 
 def test_load_from_and_resume_from(data_dir, reference_run, tmp_path):

@@ -1,7 +1,8 @@
 """grain input pipelines: list file -> shuffled, augmented, batched clips.
 
-Train: range(len) -> shard by JAX process -> shuffle(seed), reshuffled every epoch -> per-sample
-pipeline with a per-sample rng (same seed, same batches) -> batch -> multiprocess prefetch.
+Train: range(len) -> shuffle(seed), reshuffled every epoch -> per-sample pipeline with a
+per-sample rng (same seed, same batches) -> batch -> every Nth batch for each of N JAX processes
+(the same global batches whatever N) -> multiprocess prefetch.
 The iterator's state is checkpointed with the model, so a resumed run sees the exact batches the
 uninterrupted one would have.
 
@@ -95,13 +96,17 @@ def train_dataset(dataset, pipeline: Sequence[Mapping[str, Any]], *, batch_size:
 
     Batch k is a pure function of (seed, k), so `start_batch` resumes the exact sequence.
     """
-    ds = grain.MapDataset.range(len(dataset))[shard_index::shard_count]
-    if len(ds) < batch_size:
-        raise ValueError(f'{dataset!r}: {len(ds)} samples per process is fewer than one batch '
-                         f'of {batch_size}.')
-    ds = (ds.shuffle(seed=seed).repeat(None)
+    if len(dataset) < batch_size * shard_count:
+        raise ValueError(f'{dataset!r}: {len(dataset)} samples are fewer than one global batch '
+                         f'of {batch_size} × {shard_count} processes.')
+    ds = (grain.MapDataset.range(len(dataset)).shuffle(seed=seed).repeat(None)
           .random_map(TrainSample(dataset, pipeline, max_retries), seed=seed)
           .batch(batch_size, drop_remainder=True))
+    if shard_count > 1:
+        # One global order, cut into per-process batches taken in turn (as MMAction2's
+        # DistributedSampler): global batch k is the same samples, with the same augmentation,
+        # whatever the number of processes; each process loads only its own.
+        ds = ds[shard_index::shard_count]
     return _prefetch(ds[start_batch:] if start_batch else ds, num_workers)
 
 

@@ -28,15 +28,32 @@ from action_jax.train.step import LossConfig, TrainState, eval_step, train_step
 
 
 class _Preemption:
-    """SIGTERM (a preempted job) asks the loop to checkpoint and exit cleanly."""
+    """SIGTERM (a preempted job) asks the loop to checkpoint and exit cleanly.
+
+    With several processes they must all stop after the same step (the checkpoint is a
+    collective save): jax.distributed's preemption service catches SIGTERM on any process and
+    agrees on that step; a Python handler here would replace its own.
+    """
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
+        self.multiprocess = jax.process_count() > 1
+        if not self.multiprocess:
+            signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame):
         logging.warning('SIGTERM received: saving a checkpoint and exiting.')
         self.requested = True
+
+    def check(self, step: int) -> bool:
+        """Whether to checkpoint and exit after `step`; called once per step, on every process."""
+        if self.multiprocess and not self.requested:
+            from jax.experimental import multihost_utils
+            if multihost_utils.reached_preemption_sync_point(step):
+                logging.warning('Preemption notice: saving a checkpoint after step %d and '
+                                'exiting.', step)
+                self.requested = True
+        return self.requested
 
 
 def _dtype(config):
@@ -275,10 +292,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
         epoch_end = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch
-        if preemption.requested or (epoch_end and epoch % ckpt_cfg.interval == 0):
+        preempted = preemption.check(step + 1)
+        if preempted or (epoch_end and epoch % ckpt_cfg.interval == 0):
             _check_finite(*pending)
             ckpt.save(step + 1, state, train_iter)
-        if preemption.requested:
+        if preempted:
             ckpt.wait()
             logging.info('Checkpoint saved at step %d; exiting for preemption.', step + 1)
             return {}
