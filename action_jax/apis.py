@@ -58,6 +58,11 @@ class RecognizerConfig(ConfigDict):
     __hash__ = object.__hash__
 
 
+def as_dict(section: Mapping) -> dict:
+    """A config section (ConfigDict or dict) as a plain dict."""
+    return section.to_dict() if hasattr(section, 'to_dict') else dict(section)
+
+
 def load_config(config: str | os.PathLike | Mapping) -> ConfigDict:
     """A config from a file with `get_config()` ('path.py', or 'path.py:arg' to pass `arg`
     as ml_collections' config flags do), or a ConfigDict/dict as is."""
@@ -102,8 +107,7 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     None is JAX's default device.
     """
     config = load_config(config)
-    model_cfg = config.model.to_dict() if hasattr(config.model, 'to_dict') \
-        else dict(config.model)
+    model_cfg = as_dict(config.model)
     if checkpoint is not None and model_cfg.get('backbone', {}).get('pretrained'):
         # The checkpoint replaces the backbone's ImageNet weights anyway (as in MMAction2).
         model_cfg['backbone'] = dict(model_cfg['backbone'], pretrained=None)
@@ -127,7 +131,7 @@ def _forward(model: nnx.Module):
     if forward is None:
         graphdef = nnx.graphdef(model)
         cfg = model.cfg
-        model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+        model_cfg = as_dict(cfg.model)
         dtype = _DTYPES[cfg.get('compute_dtype', 'float32')]
 
         def run(state, imgs):
@@ -253,17 +257,12 @@ def _input_kind(video: str) -> str:
                             'http(s) URL')
 
 
-def _test_dataset_cfg(cfg: Mapping) -> dict:
-    dataset = cfg['test_dataloader']['dataset']
-    return dataset.to_dict() if hasattr(dataset, 'to_dict') else dict(dataset)
-
-
 def load_clips(model: nnx.Module, video: str | os.PathLike | dict,
                test_pipeline: Sequence[Mapping] | None = None) -> np.ndarray:
     """The test pipeline's output for one video: uint8 clips ([F, H, W, C] for 2D models,
     [views, T, H, W, C] for 3D ones). `video`: a local file, a rawframes directory or a
     pipeline input dict (MMAction2's 'dict' input)."""
-    dataset_cfg = _test_dataset_cfg(model.cfg)
+    dataset_cfg = as_dict(model.cfg.test_dataloader.dataset)
     pipeline = test_pipeline if test_pipeline is not None else dataset_cfg['pipeline']
     if isinstance(video, Mapping):
         results = dict(video)

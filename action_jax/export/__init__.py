@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from action_jax.models.recognizers import Recognizer3D
 from action_jax.train.step import DEFAULT_MEAN, DEFAULT_STD
 
 INPUT_NAME = 'input'
@@ -97,7 +98,7 @@ def input_shape_from_pipeline(pipeline: Sequence[Mapping[str, Any]]) -> tuple[in
 def check_input_shape(model: nnx.Module, shape: Sequence[int]) -> tuple[int, ...]:
     """Validates a per-video input shape for the model's kind (2D: F H W; 3D: [V] T H W)."""
     shape = tuple(int(s) for s in shape)
-    ranks = (3, 4) if type(model).__name__ == 'Recognizer3D' else (3,)
+    ranks = (3, 4) if isinstance(model, Recognizer3D) else (3,)
     if len(shape) not in ranks or min(shape) <= 0:
         layout = '[V] T H W' if len(ranks) == 2 else 'F H W'
         raise ValueError(f'input shape {shape} does not fit {type(model).__name__}: give '
@@ -132,7 +133,7 @@ def metadata(model: nnx.Module, model_cfg: Mapping[str, Any],
     """What a caller needs to feed the exported model, stored with it."""
     pre = model_cfg.get('data_preprocessor') or {}
     layout = 'N,V,T,H,W,C' if len(input_shape) == 4 else (
-        'N,T,H,W,C' if type(model).__name__ == 'Recognizer3D' else 'N,F,H,W,C')
+        'N,T,H,W,C' if isinstance(model, Recognizer3D) else 'N,F,H,W,C')
     return {
         'producer': 'action_jax',
         'recognizer': type(model).__name__,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from action_jax.apis import init_recognizer, load_config
+from action_jax.apis import as_dict, init_recognizer, load_config
 from action_jax.export import (FORMATS, check_input_shape, input_shape_from_pipeline, metadata,
                                prepare_for_export, verify)
 
@@ -54,10 +54,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if 'compute_dtype' in config:
         config.compute_dtype = 'float32'  # engines get float32 graphs; they pick precisions
     model = prepare_for_export(init_recognizer(config, args.checkpoint), args.softmax)
-    model_cfg = config.model.to_dict() if hasattr(config.model, 'to_dict') else config.model
     shape = check_input_shape(model, args.input_shape or input_shape_from_pipeline(
         config.test_dataloader.dataset.pipeline))
-    info = metadata(model, model_cfg, shape)
+    info = metadata(model, as_dict(config.model), shape)
     if args.format == 'onnx':
         from action_jax.export.onnx import export_onnx
         from action_jax.export.runtime import OnnxRecognizer

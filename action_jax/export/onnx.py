@@ -1,9 +1,12 @@
 """ONNX export through jax2onnx (the package docstring says why not jax2tf + tf2onnx)."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 
 from flax import nnx
 
@@ -13,6 +16,22 @@ from action_jax.export import INPUT_NAME, OUTPUT_NAME, pure_predict
 DEFAULT_OPSET = 17
 # The dynamic batch dimension's name in the graph.
 BATCH_DIM = 'N'
+
+
+@contextlib.contextmanager
+def _quiet_converter() -> Iterator[None]:
+    """Silences jax2onnx's harmless noise: DeprecationWarnings (it reads flax Variables
+    through `.value`) and onnx_ir's notes on untyped shape values, which only concern the
+    value_info annotations dropped below."""
+    serde = logging.getLogger('onnx_ir.serde')
+    level = serde.level
+    serde.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            yield
+    finally:
+        serde.setLevel(level)
 
 
 def export_onnx(model: nnx.Module, out: str | os.PathLike, input_shape: Sequence[int], *,
@@ -29,9 +48,10 @@ def export_onnx(model: nnx.Module, out: str | os.PathLike, input_shape: Sequence
 
     predict, weights = pure_predict(model)
     batch = BATCH_DIM if batch_size is None else batch_size
-    proto = to_onnx(functools.partial(predict, weights), inputs=[(batch, *input_shape, 3)],
-                    model_name=type(model).__name__, opset=opset,
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    with _quiet_converter():
+        proto = to_onnx(functools.partial(predict, weights), inputs=[(batch, *input_shape, 3)],
+                        model_name=type(model).__name__, opset=opset,
+                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
     # jax2onnx annotates some intermediate values with their JAX (NHWC) shapes where the graph
     # holds them transposed (NCHW); the annotations are optional, and without them the
     # checker's and runtimes' own shape inference is consistent.

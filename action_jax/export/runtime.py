@@ -67,7 +67,7 @@ class OnnxRecognizer:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = _check_input(x, self.input_shape, f'{self.path}')
+        x = _check_input(x, self.input_shape, self.path)
         return _in_batches(self._run, x, _fixed_batch(self.input_shape[0]))
 
 

@@ -71,9 +71,12 @@ def load_saved_model(path: str | os.PathLike) -> Callable[[np.ndarray], np.ndarr
     """The exported SavedModel as a function: normalised float32 clips -> scores."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(os.fspath(path))  # the signature needs it alive
+    loaded = tf.saved_model.load(os.fspath(path))
 
     def run(x: np.ndarray) -> np.ndarray:
-        return loaded.signatures[SIGNATURE](**{INPUT_NAME: tf.constant(x, tf.float32)})[OUTPUT_NAME].numpy()
+        # Looked up through `loaded`, which the signature needs alive.
+        signature = loaded.signatures[SIGNATURE]
+        scores = signature(**{INPUT_NAME: tf.constant(x, tf.float32)})[OUTPUT_NAME]
+        return scores.numpy()
 
     return run

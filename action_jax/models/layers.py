@@ -5,6 +5,7 @@ mechanical rename plus a kernel transpose.
 """
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -41,3 +42,18 @@ class ConvModule(nnx.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = self.bn(self.conv(x))
         return nnx.relu(x) if self.act else x
+
+
+def max_pool(x: jax.Array, window_shape: Sequence[int], strides: Sequence[int],
+             padding: Sequence[tuple[int, int]]) -> jax.Array:
+    """Max pooling over the axes between batch and channels with explicit (low, high)
+    padding of -inf, as PyTorch's MaxPool pads.
+
+    The padding is a jnp.pad and the pool is VALID, window_shape passed by keyword: jax2onnx's
+    converter for nnx.max_pool takes string paddings only (explicit pairs come out as VALID,
+    silently) and window_shape only by keyword.
+    """
+    pad = ((0, 0), *padding, (0, 0))
+    return nnx.max_pool(jnp.pad(x, pad, constant_values=-jnp.inf),
+                        window_shape=tuple(window_shape), strides=tuple(strides),
+                        padding='VALID')

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from action_jax.models.layers import ConvModule
+from action_jax.models.layers import ConvModule, max_pool
 
 # Config types that this port implements; MMAction2 configs may name them explicitly.
 _SUPPORTED_LAYER_TYPES = {'conv_cfg': ('Conv', 'Conv2d'), 'norm_cfg': ('BN', 'BN2d'),
@@ -33,7 +33,7 @@ def check_layer_cfgs(**cfgs: Mapping | None) -> None:
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
     """The stem's MaxPool2d(3, stride 2, padding 1); padding is -inf as in PyTorch."""
-    return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    return max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
 
 
 def _residual_sum(block: 'ResidualBlock', x: jax.Array) -> jax.Array:

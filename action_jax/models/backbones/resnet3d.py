@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from action_jax.models.backbones.resnet import ResidualBlock
-from action_jax.models.layers import ConvModule
+from action_jax.models.layers import ConvModule, max_pool
 
 # Config types that this port implements; MMAction2 configs may name them explicitly.
 _SUPPORTED_LAYER_TYPES = {'conv_cfg': ('Conv3d',), 'norm_cfg': ('BN3d',), 'act_cfg': ('ReLU',)}
@@ -50,7 +50,7 @@ class MaxPool3d(nnx.Module):
         self.padding = tuple((p, p) for p in padding)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nnx.max_pool(x, self.kernel_size, self.stride, self.padding)
+        return max_pool(x, self.kernel_size, self.stride, self.padding)
 
 
 class BasicBlock3d(ResidualBlock):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from action_jax.models.backbones.resnet import ResNet
-from action_jax.models.layers import ConvModule
+from action_jax.models.layers import ConvModule, max_pool
 
 
 def temporal_shift(x: jax.Array, num_segments: int, shift_div: int = 8) -> jax.Array:
@@ -32,7 +32,7 @@ def temporal_max_pool(x: jax.Array, num_segments: int) -> jax.Array:
     """MaxPool3d over time, kernel 3, stride 2, padding 1: [N * T, ...] -> [N * T / 2, ...]."""
     nt, h, w, c = x.shape
     x = x.reshape(nt // num_segments, num_segments, h, w, c)
-    x = nnx.max_pool(x, (3, 1, 1), strides=(2, 1, 1), padding=((1, 1), (0, 0), (0, 0)))
+    x = max_pool(x, (3, 1, 1), (2, 1, 1), ((1, 1), (0, 0), (0, 0)))
     return x.reshape(-1, h, w, c)
 
 
