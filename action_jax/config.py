@@ -48,14 +48,17 @@ def default_config() -> ConfigDict:
     c.eval_metrics = ('top_k_accuracy', 'mean_class_accuracy')
     c.metric_options = ConfigDict(dict(topk=(1, 5)))
 
+    # save_best: the validation metric of the best checkpoint (kept in <workdir>/best/); 'auto'
+    # is acc/top1 for recognizers and auc (AR@AN) for localizers; None or '' keeps none.
     c.default_hooks = ConfigDict(dict(
         logger=ConfigDict(dict(interval=20)),
         checkpoint=ConfigDict(dict(interval=1, max_keep_ckpts=3, save_best='auto',
                                    async_save=True)),
     ))
 
-    # make_synthetic() arguments (out=..., num_videos=..., ...): generate this data set first if
-    # its list files are missing, so the embedded default runs on a fresh machine.
+    # A synthetic data set to generate first if it is missing, so the embedded defaults run on a
+    # fresh machine: type='SyntheticVideos' (the default; make_synthetic's arguments out=...,
+    # num_videos=..., ...) or 'SyntheticLocalization' (make_synthetic_localization's).
     c.synthetic_data = ConfigDict()
 
     c.seed = 0
@@ -64,7 +67,9 @@ def default_config() -> ConfigDict:
     c.load_from = placeholder(str)    # weights only; training starts at step 0
     c.resume_from = placeholder(str)  # weights + optimizer + step + data iterator
     c.checkpoint = placeholder(str)   # --mode test: the checkpoint to evaluate
-    c.out = placeholder(str)          # --mode test: per-video scores to .pkl or .json
+    # The test's per-video results (--mode test, and the test after training): recognizers'
+    # scores to .pkl or .json, BMN/PEM proposals to .json, TEM results to csvs in a directory.
+    c.out = placeholder(str)
     c.test_best = True  # after training, test the best checkpoint as well as the last
     c.lock()
     return c

@@ -17,7 +17,7 @@ from flax import nnx
 
 from action_jax.train import optim, sharding
 from action_jax.train.model_io import build_recognizer
-from action_jax.train.step import LossConfig, TrainState, train_step
+from action_jax.train.step import LossConfig, TrainState, recognizer_loss, train_step
 
 MODEL = dict(type='Recognizer2D',
              backbone=dict(type='ResNet', depth=50, norm_eval=False),
@@ -38,8 +38,9 @@ def bench_jax(args) -> float:
     mesh = sharding.create_mesh()
     state = sharding.replicate(TrainState(params, rest, tx.init(params),
                                           jnp.zeros((), jnp.int32)), mesh)
-    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_cfg=LossConfig(),
-                                     model_cfg=MODEL, dtype=dtype),
+    loss_fn = functools.partial(recognizer_loss, loss_cfg=LossConfig(), model_cfg=MODEL,
+                                dtype=dtype)
+    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_fn=loss_fn),
                    static_argnums=0, donate_argnums=1)
     rng = np.random.default_rng(0)
     batch = sharding.global_batch({

@@ -2,7 +2,11 @@
 
 The set (action_jax/localization/synthetic.py) is generated on first use: 256 videos of
 32 steps x 16-d features with 1-3 planted actions each (192 train / 64 val). The model keeps
-BMN's structure at 32 steps, 8 samples per proposal and narrower layers.
+BMN's structure at 32 steps, 8 samples per proposal and narrower layers. The loaders read the
+small csvs in the main process (num_workers=0): worker processes would take longer to start,
+at every evaluation, than the reading they would save.
+
+    python -m action_jax.main --config configs/bmn_synthetic.py --workdir work_dirs/bmn_synthetic
 """
 import os
 import sys
@@ -27,7 +31,7 @@ def get_config():
         config, tuple(f'{data_root}/anet_anno_{split}.json' for split in ('train', 'val', 'val')),
         (feature_dir,) * 3,
         (bmn_anet.train_pipeline, bmn_anet.val_pipeline, bmn_anet.test_pipeline),
-        batch_sizes=(8, 8, 8), num_workers=2)
+        batch_sizes=(8, 8, 8), num_workers=0)
     config.train_cfg.max_epochs = 12
     config.train_cfg.val_interval = 3
     config.param_scheduler = [

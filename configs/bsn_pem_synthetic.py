@@ -28,7 +28,7 @@ pgm_features_train_cfg = bsn_pem_anet.pgm_features_train_cfg
 def get_config():
     config = bsn_pem_anet.pem_config((ann_file_train, ann_file_val, ann_file_val),
                                      bmn_synthetic.feature_dir, pgm_proposals_dir,
-                                     pgm_features_dir, batch_sizes=(16, 8, 8), num_workers=2)
+                                     pgm_features_dir, batch_sizes=(16, 8, 8), num_workers=0)
     config.synthetic_data = bmn_synthetic.synthetic_data
     config.default_hooks.logger.interval = 5
     config.default_hooks.checkpoint.interval = 5

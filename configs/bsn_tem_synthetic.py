@@ -19,7 +19,7 @@ def get_config():
     config = bsn_tem_anet.tem_config(
         tuple(f'{data_root}/anet_anno_{split}.json' for split in ('train', 'val', 'full')),
         (bmn_synthetic.feature_dir,) * 3, tem_results_dir, batch_sizes=(16, 16, 16),
-        num_workers=2)
+        num_workers=0)
     config.model = dict(bsn_tem_anet.model, temporal_dim=bmn_synthetic.temporal_dim,
                         tem_feat_dim=bmn_synthetic.feat_dim, tem_hidden_dim=64)
     config.synthetic_data = bmn_synthetic.synthetic_data

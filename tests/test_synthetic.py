@@ -76,7 +76,7 @@ def test_balanced_with_a_quarter_for_validation(dataset):
 def test_same_seed_same_data(tmp_path, dataset):
     out, _ = dataset
     again = make_synthetic(tmp_path / 'again', seed=3, **SMALL)
-    other = make_synthetic(tmp_path / 'other', seed=4, **SMALL)
+    make_synthetic(tmp_path / 'other', seed=4, **SMALL)
     for split in ('train', 'val'):
         name = f'synthetic_{split}_list_videos.txt'
         assert (out / name).read_bytes() == (tmp_path / 'again' / name).read_bytes()

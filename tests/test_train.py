@@ -220,7 +220,7 @@ def test_bfloat16_compute_keeps_float32_parameters():
 
     from action_jax.train import optim
     from action_jax.train.model_io import build_recognizer
-    from action_jax.train.step import LossConfig, TrainState, train_step
+    from action_jax.train.step import LossConfig, TrainState, recognizer_loss, train_step
     sys.path.insert(0, str(TINY.parent))
     import tsn_tiny
     model_cfg = tsn_tiny.get_config().model.to_dict()
@@ -231,8 +231,10 @@ def test_bfloat16_compute_keeps_float32_parameters():
     tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)), params,
                                schedule)
     state = TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
-    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_cfg=LossConfig(),
-                                     model_cfg=model_cfg, dtype=jnp.bfloat16), static_argnums=0)
+    loss_fn = functools.partial(recognizer_loss, loss_cfg=LossConfig(), model_cfg=model_cfg,
+                                dtype=jnp.bfloat16)
+    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_fn=loss_fn),
+                   static_argnums=0)
     rng = np.random.default_rng(0)
     batch = {'imgs': rng.integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8),
              'label': np.array([1, 2], np.int32)}

@@ -5,6 +5,7 @@
   bmn_candidates                  BMN: every start/end candidate pair with its fused score
   pem_candidates                  PEM: PGM proposals with PEM-fused scores
   soft_nms, post_processing       Gaussian Soft-NMS, top-k, to [{'segment', 'score'}] in seconds
+  SoftNMSConfig                   post_processing's settings, as a model keeps them
   generate_candidate_proposals    BSN's PGM: proposals from a TEM result, with their IoU/IoA
   generate_bsp_feature            BSN's PGM: boundary-sensitive features of those proposals
   generate_pgm                    PGM over a data set: TEM csv files -> proposal csv + feature npy
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -115,6 +116,15 @@ def soft_nms(proposals: np.ndarray, alpha: float, low_threshold: float, high_thr
         score[remaining[decay]] = score[remaining[decay]] * np.exp(-np.square(iou) / alpha)[decay]
         picked.append(best)
     return np.stack([start[picked], end[picked], score[picked]], axis=1)
+
+
+class SoftNMSConfig(NamedTuple):
+    """post_processing's Soft-NMS settings (a model attribute: hashable, unlike a dict, so the
+    model's graphdef can be a static jit argument)."""
+    alpha: float
+    low_threshold: float
+    high_threshold: float
+    top_k: int
 
 
 def post_processing(result: np.ndarray, video_info: Mapping[str, Any], alpha: float,

@@ -34,6 +34,10 @@ MODELS: dict[str, type] = {
 # Registered on first use: type name -> module that defines the class of that name.
 LAZY_MODELS: dict[str, str] = {
     'ResNet3d': 'action_jax.models.backbones.resnet3d',
+    # Temporal action localizers (models/localizers: LOCALIZERS).
+    'BMN': 'action_jax.models.localizers',
+    'TEM': 'action_jax.models.localizers',
+    'PEM': 'action_jax.models.localizers',
 }
 
 _SUBMODULE_KEYS = ('backbone', 'neck', 'cls_head')

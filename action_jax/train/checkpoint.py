@@ -40,6 +40,10 @@ class Checkpointer:
             data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
 
     def save_best(self, step: int, state, metrics: Mapping[str, float]) -> None:
+        if self.best is not None and step in self.best.all_steps():
+            # A resumed run re-validates the steps after its last training checkpoint; the
+            # interrupted run may have kept one of them as its best already.
+            return
         if self.best is not None and self.best_metric in metrics:
             self.best.save(step, metrics=dict(metrics), force=True,
                            args=ocp.args.Composite(state=ocp.args.StandardSave(state)))

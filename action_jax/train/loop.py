@@ -2,11 +2,11 @@
 
 One clip's way: list file (data/datasets.py) -> decode + transforms (data/pipeline.py) -> grain
 batches (data/loader.py) -> sharded jit step (train/step.py) -> model (models/recognizers.py).
+Localizers (models/localizers) take the same way from feature files; what differs per kind of
+model (loss, predictions, metrics, result files) is its task's (train/tasks.py).
 """
 import functools
-import json
 import os
-import pickle
 import signal
 import time
 from typing import Any, Mapping
@@ -19,12 +19,12 @@ from flax import nnx
 
 from action_jax.data import loader
 from action_jax.data.datasets import build_dataset
-from action_jax.evaluation.metrics import evaluate as compute_metrics
 from action_jax.train import optim, sharding
 from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.model_io import build_recognizer, load_weights
 from action_jax.train.scalar_log import ScalarLog
-from action_jax.train.step import LossConfig, TrainState, eval_step, train_step
+from action_jax.train.step import TrainState, eval_step, train_step
+from action_jax.train.tasks import build_task
 
 
 class _Preemption:
@@ -64,11 +64,11 @@ def _to_dict(cfg) -> dict:
     return cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
 
 
-def _best_metric(config) -> str | None:
+def _best_metric(config, task) -> str | None:
     save_best = config.default_hooks.checkpoint.save_best
     if not save_best:
         return None
-    return 'acc/top1' if save_best == 'auto' else save_best
+    return task.best_metric if save_best == 'auto' else save_best
 
 
 class _Throughput:
@@ -94,75 +94,58 @@ def _fmt_eta(seconds: float) -> str:
 # --------------------------------------------------------------------------------------------
 # Evaluation (also the test mode).
 
-def make_eval_step(model_cfg: Mapping[str, Any], config):
+def make_eval_step(task):
     """The jitted eval step, built once per run (a new jit would recompile every epoch)."""
-    return jax.jit(functools.partial(eval_step, model_cfg=model_cfg, dtype=_dtype(config)),
-                   static_argnums=0)
+    return jax.jit(functools.partial(eval_step, predict_fn=task.predict), static_argnums=0)
 
 
-def evaluate(step, graphdef, params, rest, dataloader_cfg, config,
-             mesh) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Runs a whole split through `step` (make_eval_step); returns (metrics, per-video
-    scores, labels) in list-file order."""
+def evaluate(task, step, graphdef, params, rest, dataloader_cfg,
+             mesh) -> tuple[dict[str, float], Any]:
+    """Runs a whole split through `step` (make_eval_step); returns the task's (metrics,
+    per-video results), in list-file order."""
     dataset = build_dataset(_to_dict(dataloader_cfg.dataset))
     local_bs = dataloader_cfg.batch_size * jax.local_device_count()
     batches = loader.eval_dataset(
         dataset, dataloader_cfg.dataset.pipeline, batch_size=local_bs,
         num_workers=dataloader_cfg.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count())
-    scores, labels, indices, skipped = [], [], [], 0
+    predictions, rows, skipped = [], [], 0
     for batch in batches:
-        arrays = sharding.global_batch(
-            {k: batch[k] for k in ('imgs', 'label', 'index', 'valid')}, mesh)
-        out = sharding.to_host(step(graphdef, params, rest, arrays['imgs']))
-        valid = sharding.to_host(arrays['valid'])
-        scores.append(out[valid])
-        labels.append(sharding.to_host(arrays['label'])[valid])
-        indices.append(sharding.to_host(arrays['index'])[valid])
-        skipped += int(batch['num_skipped'].sum())
-    order = np.argsort(np.concatenate(indices), kind='stable')
-    scores = np.concatenate(scores)[order]
-    labels = np.concatenate(labels)[order]
+        skipped += int(batch.pop('num_skipped').sum())
+        arrays = sharding.global_batch(task.prepare_batch(batch, train=False), mesh)
+        out = jax.tree.map(sharding.to_host, step(graphdef, params, rest, arrays))
+        # The other arrays (labels, index, valid, ...) come back for the task's evaluation.
+        row = {k: sharding.to_host(v) for k, v in arrays.items() if k not in task.input_keys}
+        valid = row['valid']
+        predictions.append(jax.tree.map(lambda a: a[valid], out))
+        rows.append({k: v[valid] for k, v in row.items()})
+    order = np.argsort(np.concatenate([r['index'] for r in rows]), kind='stable')
+    predictions = jax.tree.map(lambda *a: np.concatenate(a)[order], *predictions)
+    rows = {k: np.concatenate([r[k] for r in rows])[order] for k in rows[0]}
     if skipped:
         logging.warning('%d videos could not be decoded and were left out of the evaluation.',
                         skipped)
-    # average_clips=None keeps per-view scores; the metrics use their mean.
-    flat = scores.mean(axis=1) if scores.ndim == 3 else scores
-    metrics = compute_metrics(flat, labels, metrics=tuple(config.eval_metrics),
-                              topk=tuple(config.metric_options.topk))
-    return metrics, scores, labels
-
-
-def _dump_results(path: str, scores: np.ndarray, labels: np.ndarray) -> None:
-    if path.endswith('.json'):
-        with open(path, 'w') as f:
-            json.dump([{'pred_score': s.tolist(), 'gt_label': np.asarray(l).tolist()}
-                       for s, l in zip(scores, labels)], f)
-    elif path.endswith('.pkl'):
-        with open(path, 'wb') as f:
-            pickle.dump([{'pred_score': s, 'gt_label': l} for s, l in zip(scores, labels)], f)
-    else:
-        raise ValueError(f'--config.out={path!r}: use a .pkl or .json file name.')
-    logging.info('Per-video results written to %s', path)
+    return task.evaluate(dataset, predictions, rows)
 
 
 def test(config, workdir: str) -> dict[str, float]:
-    """`--mode test`: evaluates `config.checkpoint` on the test split."""
+    """`--mode test`: evaluates `config.checkpoint` on the test split; writes the per-video
+    results to `config.out` if given."""
     if not config.checkpoint:
         raise ValueError('--mode test needs --config.checkpoint=PATH')
     prepare_data(config)
     mesh = sharding.create_mesh()
     model = build_recognizer(config.model, seed=config.seed, dtype=_dtype(config))
     load_weights(model, config.checkpoint)
+    task = build_task(model, config, _dtype(config))
     model.eval()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = sharding.replicate((params, rest), mesh)
-    eval_fn = make_eval_step(_to_dict(config.model), config)
-    metrics, scores, labels = evaluate(eval_fn, graphdef, params, rest,
-                                       config.test_dataloader, config, mesh)
+    metrics, results = evaluate(task, make_eval_step(task), graphdef, params, rest,
+                                config.test_dataloader, mesh)
     logging.info('Test metrics: %s', _fmt_metrics(metrics))
     if config.out and jax.process_index() == 0:
-        _dump_results(config.out, scores, labels)
+        task.write_results(results, config.out)
     return metrics
 
 
@@ -171,25 +154,38 @@ def prepare_data(config) -> None:
     spec = _to_dict(config.synthetic_data)
     if not spec:
         return
-    if jax.process_index() == 0 and not os.path.exists(os.path.join(spec['out'],
-                                                                    'label_map.txt')):
-        from action_jax.data.synthetic import make_synthetic
-        logging.info('Generating the synthetic data set in %s ...', spec['out'])
-        make_synthetic(spec.pop('out'), **spec)
+    make = _synthetic_generator(spec.pop('type', 'SyntheticVideos'))
+    out = spec.pop('out')
+    if jax.process_index() == 0 and not os.path.exists(os.path.join(out, 'label_map.txt')):
+        logging.info('Generating the synthetic data set in %s ...', out)
+        make(out, **spec)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices('synthetic data ready')
 
 
+def _synthetic_generator(kind: str):
+    """The generator of a `synthetic_data.type`; each writes label_map.txt last."""
+    if kind == 'SyntheticVideos':
+        from action_jax.data.synthetic import make_synthetic
+        return make_synthetic
+    if kind == 'SyntheticLocalization':
+        from action_jax.localization.synthetic import make_synthetic_localization
+        return make_synthetic_localization
+    raise KeyError(f'synthetic_data.type={kind!r}; known: SyntheticVideos, '
+                   'SyntheticLocalization')
+
+
 def _fmt_metrics(metrics: Mapping[str, float]) -> str:
-    return '  '.join(f'{k} {v:.4f}' for k, v in metrics.items())
+    return '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()) or '(no metrics)'
 
 
 # --------------------------------------------------------------------------------------------
 # Training.
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
-    """Trains, validating every `val_interval` epochs; returns the final test metrics."""
+    """Trains, validating every `val_interval` epochs; returns the final test metrics (and
+    writes the per-video test results to `config.out` if given)."""
     os.makedirs(workdir, exist_ok=True)
     prepare_data(config)
     mesh = sharding.create_mesh()
@@ -205,6 +201,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     model = build_recognizer(config.model, seed=config.seed, dtype=dtype)
     if config.load_from:
         load_weights(model, config.load_from)
+    task = build_task(model, config, dtype)
     model.train()
     train_graph, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
@@ -213,13 +210,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # Data.
     dl = config.train_dataloader
     train_set = build_dataset(_to_dict(dl.dataset))
+    local_bs = dl.batch_size * jax.local_device_count()
     global_bs = dl.batch_size * jax.device_count()
     steps_per_epoch = loader.steps_per_epoch(len(train_set), global_bs)
     total_steps = config.train_cfg.max_epochs * steps_per_epoch
 
     def train_batches(start_batch: int = 0):
         return iter(loader.train_dataset(
-            train_set, dl.dataset.pipeline, batch_size=dl.batch_size * jax.local_device_count(),
+            train_set, dl.dataset.pipeline, batch_size=local_bs,
             seed=config.seed, num_workers=dl.num_workers, shard_index=jax.process_index(),
             shard_count=jax.process_count(), start_batch=start_batch))
     train_iter = train_batches()
@@ -235,7 +233,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     ckpt_cfg = config.default_hooks.checkpoint
     ckpt = Checkpointer(workdir, max_to_keep=ckpt_cfg.max_keep_ckpts,
-                        async_save=ckpt_cfg.async_save, best_metric=_best_metric(config))
+                        async_save=ckpt_cfg.async_save, best_metric=_best_metric(config, task))
     restored, data_restored = ckpt.restore_latest(state, train_iter, sharding.replicated(mesh))
     if restored is None and config.resume_from:
         restored, data_restored = Checkpointer(config.resume_from, max_to_keep=1).restore_latest(
@@ -251,11 +249,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     start = int(state.step)
 
     step_fn = jax.jit(
-        functools.partial(train_step, tx=tx, schedule=schedule,
-                          loss_cfg=LossConfig.from_model_cfg(model_cfg), model_cfg=model_cfg,
-                          dtype=dtype),
+        functools.partial(train_step, tx=tx, schedule=schedule, loss_fn=task.loss,
+                          seed=config.seed),
         static_argnums=0, donate_argnums=1)
-    eval_fn = make_eval_step(model_cfg, config)
+    eval_fn = make_eval_step(task)
     logging.info('Training: %d samples, global batch %d on %d devices (%d processes), '
                  '%d steps/epoch, %d epochs, lr %.5g.', len(train_set), global_bs,
                  jax.device_count(), jax.process_count(), steps_per_epoch,
@@ -269,8 +266,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     for step in range(start, total_steps):
         batch = next(train_iter)
         skipped += int(batch.pop('num_skipped').sum())
-        served += len(batch['label'])
+        served += local_bs
         _check_failure_ratio(served, skipped, dl)
+        batch = task.prepare_batch(batch, train=True)
         state, metrics = step_fn(train_graph, state, sharding.global_batch(batch, mesh))
         if pending is not None:
             _check_finite(*pending)
@@ -302,8 +300,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             return {}
         if (epoch_end and epoch >= config.train_cfg.val_begin
                 and epoch % config.train_cfg.val_interval == 0):
-            metrics = evaluate(eval_fn, eval_graph, state.params, state.rest,
-                               config.val_dataloader, config, mesh)[0]
+            metrics = evaluate(task, eval_fn, eval_graph, state.params, state.rest,
+                               config.val_dataloader, mesh)[0]
             writer.write(step + 1, {f'val/{k}': v for k, v in metrics.items()})
             logging.info('Validation after epoch %d: %s', epoch, _fmt_metrics(metrics))
             ckpt.save_best(step + 1, state, metrics)
@@ -316,13 +314,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     results = {}
     if config.test_dataloader.dataset:
-        results = evaluate(eval_fn, eval_graph, state.params, state.rest,
-                           config.test_dataloader, config, mesh)[0]
+        results, per_video = evaluate(task, eval_fn, eval_graph, state.params, state.rest,
+                                      config.test_dataloader, mesh)
         logging.info('Test (last checkpoint): %s', _fmt_metrics(results))
+        if config.out and is_main:
+            task.write_results(per_video, config.out)
         if config.test_best and ckpt.best is not None and ckpt.best.best_step() is not None:
             best = ckpt.restore_best(state, sharding.replicated(mesh))
-            best_metrics = evaluate(eval_fn, eval_graph, best.params, best.rest,
-                                    config.test_dataloader, config, mesh)[0]
+            best_metrics = evaluate(task, eval_fn, eval_graph, best.params, best.rest,
+                                    config.test_dataloader, mesh)[0]
             logging.info('Test (best checkpoint, step %d): %s', ckpt.best.best_step(),
                          _fmt_metrics(best_metrics))
             results.update({f'best/{k}': v for k, v in best_metrics.items()})

@@ -1,4 +1,5 @@
-"""Building a recognizer from its config and filling it with weights from a file."""
+"""Building a model (recognizer or localizer) from its config and filling it with weights
+from a file."""
 from typing import Any, Mapping
 
 import jax.numpy as jnp
@@ -9,8 +10,9 @@ from action_jax.train import checkpoint
 
 
 def build_recognizer(model_cfg: Mapping[str, Any], *, seed: int = 0, dtype=jnp.float32):
-    """The model of an MMAction2-style model dict, initialised from scratch (or from the
-    torchvision ImageNet weights its backbone's `pretrained` path names)."""
+    """The model of an MMAction2-style model dict (a recognizer, or a localizer: BMN, TEM,
+    PEM), initialised from scratch (or from the torchvision ImageNet weights its backbone's
+    `pretrained` path names)."""
     cfg = model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else dict(model_cfg)
     model = build_model(cfg, rngs=nnx.Rngs(seed), dtype=dtype)
     pretrained = cfg.get('backbone', {}).get('pretrained')
@@ -24,8 +26,13 @@ def load_weights(model, path: str) -> None:
     """Loads model weights in place from an MMAction2 `.pth` or an action_jax checkpoint."""
     kind, location = checkpoint.resolve(path)
     if kind == 'pth':
-        from action_jax.convert.mmaction2 import apply_state_dict, load_mmaction2_checkpoint
-        apply_state_dict(model, load_mmaction2_checkpoint(location), strict=True)
+        from action_jax.convert import localizers, mmaction2
+        from action_jax.models.localizers import LOCALIZERS
+        state_dict = mmaction2.load_mmaction2_checkpoint(location)
+        if isinstance(model, tuple(LOCALIZERS.values())):
+            localizers.apply_localizer_state_dict(model, state_dict)
+        else:
+            mmaction2.apply_state_dict(model, state_dict, strict=True)
         return
     weights = checkpoint.restore_weights(location)
     # Parameters and BatchNorm statistics; dropout rng streams stay the new model's own.

@@ -20,7 +20,7 @@ class ScalarLog:
         self.jsonl = os.path.join(workdir, 'scalars.jsonl') if is_main else None
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
-        if self.events is None:
+        if self.events is None or not scalars:  # e.g. TEM's evaluation: results, no metric
             return
         values = {k: float(v) for k, v in scalars.items()}
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)

@@ -3,7 +3,7 @@
 The model is split once into a static graphdef and array state; each step merges them inside
 jit, so a step costs one XLA call and no Python-side module traversal.
 """
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,9 +15,16 @@ DEFAULT_MEAN = (123.675, 116.28, 103.53)
 DEFAULT_STD = (58.395, 57.12, 57.375)
 
 
+# (model, batch, rng) -> (loss, {'loss': loss, ...}) and (model, batch) -> predictions: the
+# per-task parts of the steps (train/tasks.py).
+LossFn = Callable[[nnx.Module, Mapping[str, jax.Array], jax.Array],
+                  tuple[jax.Array, dict[str, jax.Array]]]
+PredictFn = Callable[[nnx.Module, Mapping[str, jax.Array]], Any]
+
+
 class TrainState(NamedTuple):
     params: nnx.State      # nnx.Param leaves
-    rest: nnx.State        # BatchNorm statistics, dropout rng streams
+    rest: nnx.State        # BatchNorm statistics, dropout rng streams, constant buffers
     opt_state: Any
     step: jax.Array
 
@@ -66,30 +73,42 @@ def normalize(imgs: jax.Array, model_cfg: Mapping[str, Any], dtype) -> jax.Array
     return ((imgs.astype(jnp.float32) - mean) / std).astype(dtype)
 
 
-def train_step(graphdef: nnx.GraphDef, state: TrainState, batch: Mapping[str, jax.Array], *,
-               tx: optax.GradientTransformation, schedule, loss_cfg: LossConfig,
-               model_cfg: Mapping[str, Any], dtype) -> tuple[TrainState, dict[str, jax.Array]]:
-    x = normalize(batch['imgs'], model_cfg, dtype)
+def recognizer_loss(model, batch: Mapping[str, jax.Array], rng: jax.Array, *,
+                    loss_cfg: LossConfig, model_cfg: Mapping[str, Any],
+                    dtype) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """A recognizer's loss on batch['imgs'] (uint8 clips) and batch['label']; `rng` unused
+    (dropout draws from the model's own rng streams)."""
+    logits = model(normalize(batch['imgs'], model_cfg, dtype))
     labels = batch['label']
-
-    def loss_fn(params):
-        # copy=True: BatchNorm's running statistics are updated on the merged copy.
-        model = nnx.merge(graphdef, params, state.rest, copy=True)
-        logits = model(x)
-        loss = classification_loss(logits, labels, loss_cfg)
-        return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
-
-    (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), 'lr': schedule(state.step)}
+    loss = classification_loss(logits, labels, loss_cfg)
+    metrics = {'loss': loss}
     if labels.ndim == 1:
         metrics['top1_acc'] = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return loss, metrics
+
+
+def train_step(graphdef: nnx.GraphDef, state: TrainState, batch: Mapping[str, jax.Array], *,
+               tx: optax.GradientTransformation, schedule, loss_fn: LossFn,
+               seed: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step. `loss_fn(model, batch, rng) -> (loss, metrics)` (a Task's `loss`)
+    gets a key that depends only on (seed, step), so a resumed run draws the same numbers.
+    """
+    rng = jax.random.fold_in(jax.random.key(seed), state.step)
+
+    def objective(params):
+        # copy=True: BatchNorm's running statistics are updated on the merged copy.
+        model = nnx.merge(graphdef, params, state.rest, copy=True)
+        loss, metrics = loss_fn(model, batch, rng)
+        return loss, (metrics, nnx.state(model, nnx.Not(nnx.Param)))
+
+    (_, (metrics, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, 'grad_norm': optax.global_norm(grads), 'lr': schedule(state.step)}
     return TrainState(params, rest, opt_state, state.step + 1), metrics
 
 
 def eval_step(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State,
-              imgs: jax.Array, *, model_cfg: Mapping[str, Any], dtype) -> jax.Array:
-    """Per-video class scores (the head's average_clips applied over the views)."""
-    model = nnx.merge(graphdef, params, rest)
-    return model.predict(normalize(imgs, model_cfg, dtype)).astype(jnp.float32)
+              batch: Mapping[str, jax.Array], *, predict_fn: PredictFn) -> Any:
+    """`predict_fn(model, batch)` (a Task's `predict`) with the model in eval mode."""
+    return predict_fn(nnx.merge(graphdef, params, rest), batch)

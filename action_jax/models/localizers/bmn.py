@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from action_jax.localization.data import batch_labels, bmn_labels
-from action_jax.localization.postprocess import bmn_candidates, post_processing
+from action_jax.localization.postprocess import SoftNMSConfig, bmn_candidates, post_processing
 from action_jax.models.localizers.layers import Buffer, conv, sequential
 from action_jax.models.localizers.losses import bmn_loss, check_loss_cfg
 
@@ -97,8 +97,8 @@ class BMN(nnx.Module):
         check_loss_cfg(loss_cls, 'BMNLoss')
         self.temporal_dim = temporal_dim
         self.num_samples = num_samples
-        self.soft_nms = dict(alpha=soft_nms_alpha, low_threshold=soft_nms_low_threshold,
-                             high_threshold=soft_nms_high_threshold, top_k=post_process_top_k)
+        self.soft_nms = SoftNMSConfig(soft_nms_alpha, soft_nms_low_threshold,
+                                      soft_nms_high_threshold, post_process_top_k)
         self.feature_extraction_interval = feature_extraction_interval
         self.sample_mask = Buffer(jnp.asarray(interp1d_sample_mask(
             temporal_dim, boundary_ratio, num_samples, num_samples_per_bin)))
@@ -169,5 +169,5 @@ class BMN(nnx.Module):
         conf = np.asarray(prediction.confidence_map)
         candidates = bmn_candidates(np.asarray(prediction.start), np.asarray(prediction.end),
                                     reg_confidence=conf[..., 0], cls_confidence=conf[..., 1])
-        return post_processing(candidates, sample, **self.soft_nms,
+        return post_processing(candidates, sample, **self.soft_nms._asdict(),
                                feature_extraction_interval=self.feature_extraction_interval)

@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from action_jax.localization.data import batch_labels, tem_labels
-from action_jax.localization.postprocess import pem_candidates, post_processing
+from action_jax.localization.postprocess import SoftNMSConfig, pem_candidates, post_processing
 from action_jax.models.localizers.layers import conv, linear
 from action_jax.models.localizers.losses import check_loss_cfg, pem_loss, tem_loss
 
@@ -98,8 +98,8 @@ class PEM(nnx.Module):
                  post_process_top_k: int, feature_extraction_interval: int = 16,
                  fc1_ratio: float = 0.1, fc2_ratio: float = 0.1, output_dim: int = 1, *,
                  dtype=jnp.float32, rngs: nnx.Rngs):
-        self.soft_nms = dict(alpha=soft_nms_alpha, low_threshold=soft_nms_low_threshold,
-                             high_threshold=soft_nms_high_threshold, top_k=post_process_top_k)
+        self.soft_nms = SoftNMSConfig(soft_nms_alpha, soft_nms_low_threshold,
+                                      soft_nms_high_threshold, post_process_top_k)
         self.feature_extraction_interval = feature_extraction_interval
         self.ratios = (fc1_ratio, fc2_ratio)
         kw = dict(dtype=dtype, rngs=rngs)
@@ -127,5 +127,5 @@ class PEM(nnx.Module):
         arrays tmin, tmax, tmin_score, tmax_score, proposal_mask, and duration_frame,
         duration_second); score = pem * tmin_score * tmax_score, then Soft-NMS."""
         candidates = pem_candidates(np.asarray(prediction), sample)
-        return post_processing(candidates, sample, **self.soft_nms,
+        return post_processing(candidates, sample, **self.soft_nms._asdict(),
                                feature_extraction_interval=self.feature_extraction_interval)

@@ -1,0 +1,89 @@
+"""fuse_conv_bn: the BN-folded model equals the unfolded eval model (MMAction2 fixtures)."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from action_jax.convert.mmaction2 import apply_state_dict, load_mmaction2_checkpoint
+from action_jax.models.builder import build_model
+from action_jax.models.fuse import FoldedBatchNorm, count_batchnorms, fuse_conv_bn
+from action_jax.models.layers import ConvModule
+
+
+def fixture_model(fixtures_dir, name: str) -> nnx.Module:
+    cfg = json.loads((fixtures_dir / f'{name}_model_cfg.json').read_text())['model']
+    model = build_model(cfg, rngs=nnx.Rngs(1))
+    apply_state_dict(model, load_mmaction2_checkpoint(fixtures_dir / f'{name}.pth'))
+    model.eval()
+    return model
+
+
+def fixture_input(fixtures_dir, name: str) -> jax.Array:
+    x = np.load(fixtures_dir / f'{name}_io.npz')['input']
+    # [N, segments, C, H, W] (2D) / [N, views, C, T, H, W] (3D) -> channels-last
+    axes = (0, 1, 3, 4, 2) if x.ndim == 5 else (0, 1, 3, 4, 5, 2)
+    return jnp.asarray(x.transpose(axes))
+
+
+def max_error(ours, ref) -> float:
+    return float(np.max(np.abs(np.asarray(ours) - np.asarray(ref))))
+
+
+@pytest.mark.parametrize('name', ['tsn_r50s', 'tsm_r50s', 'i3d_r50s'])
+def test_folded_equals_unfolded(fixtures_dir, name):
+    model = fixture_model(fixtures_dir, name)
+    x = fixture_input(fixtures_dir, name)
+    assert x.shape[-2] == 64
+    fused = fuse_conv_bn(model)
+
+    assert count_batchnorms(model) > 0 and count_batchnorms(fused) == 0
+    convs = [m for _, m in nnx.iter_modules(fused) if isinstance(m, ConvModule)]
+    assert convs and all(isinstance(m.bn, FoldedBatchNorm) and m.conv.use_bias for m in convs)
+    if name == 'tsm_r50s':
+        shifted = [m for m in convs if type(m).__name__ == 'TemporalShiftConv']
+        assert len(shifted) == 7
+    # The original is untouched.
+    assert all(isinstance(m.bn, nnx.BatchNorm)
+               for _, m in nnx.iter_modules(model) if isinstance(m, ConvModule))
+
+    with jax.default_matmul_precision('highest'):
+        feat, feat_fused = model.extract_feat(x), fused.extract_feat(x)
+        score, score_fused = model(x), fused(x)
+        pred, pred_fused = model.predict(x), fused.predict(x)
+    for ref, ours in ((feat, feat_fused), (score, score_fused), (pred, pred_fused)):
+        assert ours.shape == ref.shape
+        assert max_error(ours, ref) <= 1e-5 * float(np.max(np.abs(np.asarray(ref))))
+    # ... and both still match MMAction2.
+    io = np.load(fixtures_dir / f'{name}_io.npz')
+    ref = io['cls_score']
+    assert max_error(score_fused.reshape(ref.shape), ref) <= 1e-4 * np.max(np.abs(ref)) + 1e-6
+
+
+def test_folded_model_is_inference_only(fixtures_dir):
+    fused = fuse_conv_bn(fixture_model(fixtures_dir, 'tsn_r50s'))
+    x = fixture_input(fixtures_dir, 'tsn_r50s')
+    fused.train()
+    with pytest.raises(RuntimeError, match='fuse_conv_bn'):
+        fused(x)
+    fused.eval()
+    assert fused(x).shape == (x.shape[0], 10)
+    # Fusing a fused model changes nothing.
+    again = fuse_conv_bn(fused)
+    np.testing.assert_array_equal(again.backbone.conv1.conv.kernel[...],
+                                  fused.backbone.conv1.conv.kernel[...])
+
+
+def test_folding_under_jit_and_bf16(fixtures_dir):
+    """The folded model runs under nnx.jit, and with a bf16 compute dtype stays close."""
+    cfg = json.loads((fixtures_dir / 'tsn_r50s_model_cfg.json').read_text())['model']
+    model = build_model(cfg, rngs=nnx.Rngs(1), dtype=jnp.bfloat16)
+    apply_state_dict(model, load_mmaction2_checkpoint(fixtures_dir / 'tsn_r50s.pth'))
+    model.eval()
+    fused = fuse_conv_bn(model)
+    x = fixture_input(fixtures_dir, 'tsn_r50s')
+    ref = np.asarray(nnx.jit(lambda m, v: m.extract_feat(v))(model, x), np.float32)
+    ours = np.asarray(nnx.jit(lambda m, v: m.extract_feat(v))(fused, x), np.float32)
+    assert max_error(ours, ref) <= 3e-2 * np.max(np.abs(ref))
