@@ -70,6 +70,8 @@ def default_config() -> ConfigDict:
     # The test's per-video results (--mode test, and the test after training): recognizers'
     # scores to .pkl or .json, BMN/PEM proposals to .json, TEM results to csvs in a directory.
     c.out = placeholder(str)
+    c.onnx = placeholder(str)      # --mode test through an exported .onnx (onnxruntime)
+    c.tensorrt = placeholder(str)  # --mode test through a TensorRT engine
     c.test_best = True  # after training, test the best checkpoint as well as the last
     c.lock()
     return c

@@ -23,7 +23,7 @@ from action_jax.train import optim, sharding
 from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.model_io import build_recognizer, load_weights
 from action_jax.train.scalar_log import ScalarLog
-from action_jax.train.step import TrainState, eval_step, train_step
+from action_jax.train.step import TrainState, eval_step, normalize, train_step
 from action_jax.train.tasks import build_task
 
 
@@ -141,12 +141,24 @@ def test(config, workdir: str) -> dict[str, float]:
     model.eval()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = sharding.replicate((params, rest), mesh)
-    metrics, results = evaluate(task, make_eval_step(task), graphdef, params, rest,
-                                config.test_dataloader, mesh)
+    step = _deployed_step(config) if config.onnx or config.tensorrt else make_eval_step(task)
+    metrics, results = evaluate(task, step, graphdef, params, rest, config.test_dataloader, mesh)
     logging.info('Test metrics: %s', _fmt_metrics(metrics))
     if config.out and jax.process_index() == 0:
         task.write_results(results, config.out)
     return metrics
+
+
+def _deployed_step(config):
+    """An eval step that runs an exported recognizer (onnxruntime or TensorRT) on the same
+    batches, so test mode scores the deployed model with the same data and metrics."""
+    from action_jax.export.runtime import OnnxRecognizer, TensorRTRecognizer
+    runtime = OnnxRecognizer(config.onnx) if config.onnx else TensorRTRecognizer(config.tensorrt)
+    model_cfg = _to_dict(config.model)
+
+    def step(graphdef, params, rest, batch):
+        return runtime(np.asarray(normalize(batch['imgs'], model_cfg, jnp.float32)))
+    return step
 
 
 def prepare_data(config) -> None:
