@@ -311,3 +311,13 @@ def inference_recognizer(model: nnx.Module, video: str | os.PathLike | dict,
     else:
         clips = load_clips(model, video, test_pipeline)
     return top_k(predict_scores(model, clips))
+
+
+def init_localizer(config: str | os.PathLike | Mapping, checkpoint: str | None = None,
+                   device: jax.Device | str | None = None) -> nnx.Module:
+    """`init_recognizer`'s twin for BMN, TEM and PEM (same checkpoints and devices).
+
+    `model(x)` on features [N, T, C] (PEM: [N, proposals, C]) returns the pre-sigmoid outputs,
+    `model.predict(batch)` the sigmoid ones.
+    """
+    return init_recognizer(config, checkpoint, device)
