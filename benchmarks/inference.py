@@ -42,21 +42,26 @@ CONFIGS = {'tsn': 'configs/tsn_k400.py', 'tsm': 'configs/tsm_k400.py',
 VARIANTS = ('plain', 'fused', 'bf16', 'fused_bf16')
 
 # XLA:CPU flags of jaxlib 0.10.2 worth trying (`XLA_FLAGS=--help python -c 'import jax;
-# jax.numpy.zeros(1)'` lists them all). Fusion types: dot, eltwise, reduce,
-# individual_dot, individual_convolution.
+# jax.numpy.zeros(1)'` lists them all). The library fusion lists take dot, eltwise, reduce,
+# individual_dot, individual_convolution; '+x'/'-x' adds to/removes from the default list.
+# By default jaxlib 0.10.2 runs every convolution as a YNNPACK fusion (`ynn_fusion` in the
+# compiled HLO), with the bias/BatchNorm/ReLU that follows as a separate loop fusion.
 FLAG_SETS = {
     'default': '',
+    # YNNPACK also takes the elementwise epilogue (bias, ReLU, residual add) into the conv.
+    'ynn_eltwise': '--xla_cpu_experimental_ynn_fusion_type=+eltwise',
+    # Convolutions back to XLA's own (Eigen) kernels instead of YNNPACK.
+    'no_ynn_conv': '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution',
+    'no_xnnpack': '--xla_cpu_use_xnnpack=false',
     # Deprecated in this XLA (the thunk runtime is the only one); kept to show it is a no-op.
     'thunk_off': '--xla_cpu_use_thunk_runtime=false',
-    'no_xnnpack': '--xla_cpu_use_xnnpack=false',
     'onednn': '--xla_cpu_use_onednn=true',
     'onednn_cc': '--xla_cpu_experimental_onednn_custom_call=true',
     'xnn_conv': '--xla_cpu_experimental_xnn_fusion_type=individual_convolution,dot,eltwise',
-    'ynn_conv': '--xla_cpu_experimental_ynn_fusion_type=individual_convolution,dot,eltwise',
     'xnn_graph': '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY',
-    'fast_math': '--xla_cpu_enable_fast_math=true',
     'onednn+xnn_graph': '--xla_cpu_use_onednn=true '
                         '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY',
+    'fast_math': '--xla_cpu_enable_fast_math=true',
 }
 
 
@@ -111,7 +116,22 @@ def make_input(name: str, args):
         input_shape(name, args), dtype=np.float32)
 
 
-# --------------------------------------------------------------------------- JAX worker
+# --------------------------------------------------------------------------- workers
+
+def timed(result: dict, call) -> None:
+    """Appends the wall time and the process CPU time (all threads) of `call()`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    result['times'].append(time.perf_counter() - wall)
+    result['cpu_times'].append(time.process_time() - cpu)
+
+
+def pin_threads(threads: int) -> None:
+    """Restricts this process to the first `threads` of its CPUs (XLA sizes its thread pool
+    from the affinity mask; torch gets set_num_threads)."""
+    if threads:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+
 
 def jax_worker(args) -> dict:
     import jax
@@ -146,14 +166,12 @@ def jax_worker(args) -> dict:
             scores, _ = jax.block_until_ready(fn(state, x))
             compile_s = time.perf_counter() - start
             results[f'{name}/{variant}'] = dict(
-                compile_s=compile_s, times=[],
+                compile_s=compile_s, times=[], cpu_times=[],
                 scores=np.asarray(scores, np.float32).ravel().tolist())
             runs.append((f'{name}/{variant}', fn, state, x))
     for _ in range(args.iters):
         for key, fn, state, x in runs:
-            start = time.perf_counter()
-            jax.block_until_ready(fn(state, x))
-            results[key]['times'].append(time.perf_counter() - start)
+            timed(results[key], lambda: jax.block_until_ready(fn(state, x)))
     return results
 
 
@@ -308,7 +326,7 @@ def torch_worker(args) -> dict:
     import numpy as np
     import torch
 
-    torch.set_num_threads(args.torch_threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     results, runs = {}, []
     for name in args.models:
         jax_model = build_jax_model(name, args)
@@ -329,13 +347,12 @@ def torch_worker(args) -> dict:
         start = time.perf_counter()
         scores, _ = call(x)
         results[f'{name}/torch'] = dict(compile_s=time.perf_counter() - start, times=[],
+                                        cpu_times=[],
                                         impl=impl, scores=scores.numpy().ravel().tolist())
         runs.append((f'{name}/torch', call, x))
     for _ in range(args.iters):
         for key, call, x in runs:
-            start = time.perf_counter()
-            call(x)
-            results[key]['times'].append(time.perf_counter() - start)
+            timed(results[key], lambda: call(x))
     return results
 
 
@@ -348,7 +365,7 @@ def spawn(args, kind: str, flags: str) -> dict:
            '--variants', *args.variants, '--iters', str(args.iters), '--batch',
            str(args.batch), '--size', str(args.size), '--frames', str(args.frames),
            '--i3d-frames', str(args.i3d_frames), '--seed', str(args.seed),
-           '--torch-threads', str(args.torch_threads)]
+           '--threads', str(args.threads)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith('RESULT ')]
     if proc.returncode or not lines:
@@ -379,8 +396,8 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, default=5, help='timed calls per round')
     parser.add_argument('--rounds', type=int, default=2, help='processes per flag set')
     parser.add_argument('--no-torch', action='store_true')
-    parser.add_argument('--torch-threads', type=int, default=0,
-                        help='0: the CPUs this process may run on')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='pin each run (JAX and torch) to this many CPUs; 0: all')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', help='write all measurements here')
     parser.add_argument('--list-flags', action='store_true')
@@ -393,13 +410,15 @@ def main(argv=None):
             print(f'{name:12} {flags}')
         return None
     if args.worker:
+        pin_threads(args.threads)
         result = (jax_worker if args.worker == 'jax' else torch_worker)(args)
         print('RESULT ' + json.dumps(result), flush=True)
         return result
 
     import jax
-    print(f'JAX {jax.__version__}, {len(os.sched_getaffinity(0))} CPUs, load {os.getloadavg()[0]:.1f}; '
-          f'batch {args.batch}, {args.size} px, TSN/TSM {args.frames} frames, '
+    cpus = args.threads or len(os.sched_getaffinity(0))
+    print(f'JAX {jax.__version__}, {cpus} CPU(s), load {os.getloadavg()[0]:.1f}; batch'
+          f' {args.batch}, {args.size} px, TSN/TSM {args.frames} frames, '
           f'I3D {args.i3d_frames} frames; {args.rounds} rounds x {args.iters} calls',
           flush=True)
     flag_sets = {f: (FLAG_SETS[f] if f in FLAG_SETS else f) for f in args.flags}
@@ -412,8 +431,9 @@ def main(argv=None):
         for kind, label, flags in jobs:
             loads.append(os.getloadavg()[0])
             for key, res in spawn(args, kind, flags).items():
-                entry = collected.setdefault((label, key), dict(res, times=[]))
+                entry = collected.setdefault((label, key), dict(res, times=[], cpu_times=[]))
                 entry['times'] += res['times']
+                entry['cpu_times'] += res['cpu_times']
             print(f'  round {r + 1}: {label} done (load {loads[-1]:.1f})', file=sys.stderr,
                   flush=True)
 
@@ -422,13 +442,24 @@ def main(argv=None):
         name, variant = key.split('/')
         median = statistics.median(res['times'])
         rows.append(dict(model=name, flags=label, variant=variant, impl=res.get('impl', 'jax'),
-                         median_s=median, clips_per_s=args.batch / median,
-                         compile_s=res['compile_s'], n=len(res['times']), times=res['times'],
+                         median_s=median, min_s=min(res['times']),
+                         cpu_s=statistics.median(res['cpu_times']),
+                         clips_per_s=args.batch / median, compile_s=res['compile_s'],
+                         times=res['times'], cpu_times=res['cpu_times'],
                          scores=res['scores']))
     print(f'\nload average during the runs: median {statistics.median(loads):.1f}, '
-          f'max {max(loads):.1f}')
-    print(f'{"model":5} {"flags":11} {"variant":11} {"median s":>9} {"clips/s":>8} '
-          f'{"vs torch":>9} {"vs plain":>9} {"compile s":>9} {"rel.err":>8}')
+          f'max {max(loads):.1f}; per row {len(rows[0]["times"])} calls')
+    print('wall: median (min) seconds per call; cpu: median process CPU seconds per call; '
+          'x torch, x plain: speed-ups by median wall [by cpu]; err: max|scores - plain '
+          'float32| / max|plain|')
+    print(f'{"model":5} {"flags":16} {"variant":10} {"wall s":>13} {"clips/s":>7} '
+          f'{"cpu s":>6} {"x torch":>11} {"x plain":>11} {"compile":>7} {"err":>7}')
+
+    def ratio(ref, r):
+        if ref is None:
+            return f'{"-":>11}'
+        return f'{ref["median_s"] / r["median_s"]:4.2f} [{ref["cpu_s"] / r["cpu_s"]:4.2f}]'
+
     for name in args.models:
         base = next((r for r in rows if r['model'] == name and r['variant'] == 'plain'
                      and r['flags'] == next(iter(flag_sets))), None)
@@ -437,21 +468,18 @@ def main(argv=None):
         for r in rows:
             if r['model'] != name:
                 continue
-            vs_torch = (f'{torch_row["median_s"] / r["median_s"]:9.2f}' if torch_row
-                        else f'{"-":>9}')
-            vs_plain = (f'{base["median_s"] / r["median_s"]:9.2f}' if base else f'{"-":>9}')
-            err = f'{max_rel(r["scores"], base["scores"]):8.1e}' if base else f'{"-":>8}'
+            err = f'{max_rel(r["scores"], base["scores"]):7.1e}' if base else f'{"-":>7}'
             label = r['flags'] if r['variant'] != 'torch' else r['impl']
-            print(f'{name:5} {label:11} {r["variant"]:11} {r["median_s"]:9.3f} '
-                  f'{r["clips_per_s"]:8.2f} {vs_torch} {vs_plain} {r["compile_s"]:9.1f} {err}')
+            print(f'{name:5} {label:16} {r["variant"]:10} '
+                  f'{r["median_s"]:6.3f} ({r["min_s"]:.3f}) {r["clips_per_s"]:7.2f} '
+                  f'{r["cpu_s"]:6.2f} {ratio(torch_row, r)} {ratio(base, r)} '
+                  f'{r["compile_s"]:7.1f} {err}')
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(
             dict(args=vars(args), flag_sets=flag_sets, loads=loads,
                  rows=[{k: v for k, v in r.items() if k != 'scores'} for r in rows]),
-
             indent=1))
     return rows
-
 
 if __name__ == '__main__':
     main()
