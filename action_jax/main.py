@@ -31,8 +31,9 @@ def main(argv):
     os.makedirs(FLAGS.workdir, exist_ok=True)
     logging.get_absl_handler().use_absl_log_file('log', FLAGS.workdir)
     logging.set_stderrthreshold('info')
-    # orbax logs every save step at INFO; keep its warnings, drop the chatter.
-    logging.get_absl_handler().addFilter(
+    # orbax logs every save step at INFO; keep its warnings, drop the chatter. (On the
+    # python_handler: ABSLHandler.handle bypasses filters added to the ABSLHandler itself.)
+    logging.get_absl_handler().python_handler.addFilter(
         lambda record: record.levelno >= logging.WARNING or 'orbax' not in record.pathname)
     if FLAGS.mode == 'train':
         loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)

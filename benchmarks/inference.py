@@ -8,7 +8,9 @@
 
 JAX variants (all jit-compiled `predict` in eval mode):
   plain       float32, conv -> BatchNorm as trained
-  fused       float32, BatchNorm folded into the convs (action_jax.models.fuse.fuse_conv_bn)
+  fold_only   float32, BatchNorm folded into the convs (fuse_conv_bn(conv3d_as_2d=False))
+  fused       float32, action_jax.models.fuse.fuse_conv_bn: BatchNorm folded, and I3D's
+              (1,k,k)/(k,1,1) 3D convs run as 2D convs (same as fold_only for TSN/TSM)
   bf16        bfloat16 compute (float32 parameters), BatchNorm kept
   fused_bf16  both
 Each XLA flag set (`--flags`, see FLAG_SETS) runs in its own process, since XLA reads
@@ -39,7 +41,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = {'tsn': 'configs/tsn_k400.py', 'tsm': 'configs/tsm_k400.py',
            'i3d': 'configs/i3d_k400.py'}
-VARIANTS = ('plain', 'fused', 'bf16', 'fused_bf16')
+VARIANTS = ('plain', 'fold_only', 'fused', 'bf16', 'fused_bf16')
 
 # XLA:CPU flags of jaxlib 0.10.2 worth trying (`XLA_FLAGS=--help python -c 'import jax;
 # jax.numpy.zeros(1)'` lists them all). The library fusion lists take dot, eltwise, reduce,
@@ -152,7 +154,9 @@ def jax_worker(args) -> dict:
                 nnx.update(model, nnx.state(plain))  # the same float32 weights
             else:
                 model = plain
-            if variant.startswith('fused'):
+            if variant == 'fold_only':
+                model = fuse_conv_bn(model, conv3d_as_2d=False)
+            elif variant.startswith('fused'):
                 model = fuse_conv_bn(model)
             graphdef, state = nnx.split(model)
 

@@ -9,7 +9,7 @@ from flax import nnx
 
 from action_jax.convert.mmaction2 import apply_state_dict, load_mmaction2_checkpoint
 from action_jax.models.builder import build_model
-from action_jax.models.fuse import FoldedBatchNorm, count_batchnorms, fuse_conv_bn
+from action_jax.models.fuse import Conv3dAs2d, FoldedBatchNorm, count_batchnorms, fuse_conv_bn
 from action_jax.models.layers import ConvModule
 
 
@@ -32,16 +32,19 @@ def max_error(ours, ref) -> float:
     return float(np.max(np.abs(np.asarray(ours) - np.asarray(ref))))
 
 
-@pytest.mark.parametrize('name', ['tsn_r50s', 'tsm_r50s', 'i3d_r50s'])
-def test_folded_equals_unfolded(fixtures_dir, name):
+@pytest.mark.parametrize('name,conv3d_as_2d', [('tsn_r50s', True), ('tsm_r50s', True),
+                                               ('i3d_r50s', True), ('i3d_r50s', False)])
+def test_folded_equals_unfolded(fixtures_dir, name, conv3d_as_2d):
     model = fixture_model(fixtures_dir, name)
     x = fixture_input(fixtures_dir, name)
     assert x.shape[-2] == 64
-    fused = fuse_conv_bn(model)
+    fused = fuse_conv_bn(model, conv3d_as_2d=conv3d_as_2d)
 
     assert count_batchnorms(model) > 0 and count_batchnorms(fused) == 0
     convs = [m for _, m in nnx.iter_modules(fused) if isinstance(m, ConvModule)]
     assert convs and all(isinstance(m.bn, FoldedBatchNorm) and m.conv.use_bias for m in convs)
+    as_2d = sum(isinstance(m.conv, Conv3dAs2d) for m in convs)
+    assert as_2d == (len(convs) if name == 'i3d_r50s' and conv3d_as_2d else 0)
     if name == 'tsm_r50s':
         shifted = [m for m in convs if type(m).__name__ == 'TemporalShiftConv']
         assert len(shifted) == 7
@@ -87,3 +90,35 @@ def test_folding_under_jit_and_bf16(fixtures_dir):
     ref = np.asarray(nnx.jit(lambda m, v: m.extract_feat(v))(model, x), np.float32)
     ours = np.asarray(nnx.jit(lambda m, v: m.extract_feat(v))(fused, x), np.float32)
     assert max_error(ours, ref) <= 3e-2 * np.max(np.abs(ref))
+
+
+@pytest.mark.parametrize('kernel,stride,padding,dilation', [
+    ((1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1)),
+    ((1, 3, 3), (2, 2, 2), (0, 2, 2), (1, 2, 2)),
+    ((1, 1, 1), (1, 2, 2), (0, 0, 0), (1, 1, 1)),
+    ((3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1)),
+    ((3, 1, 1), (2, 2, 2), (2, 0, 0), (2, 1, 1)),
+    ((3, 1, 1), (1, 2, 2), (1, 1, 1), (1, 1, 1)),
+    ((1, 3, 3), (2, 1, 1), (1, 1, 1), (1, 1, 1)),
+    ((5, 7, 7), (2, 2, 2), (2, 3, 3), (1, 1, 1)),
+    ((3, 3, 3), (1, 2, 2), (2, 1, 1), (2, 1, 1)),
+])
+def test_conv3d_as_2d_equals_conv3d(kernel, stride, padding, dilation):
+    conv = nnx.Conv(6, 5, kernel, strides=stride, padding=tuple((p, p) for p in padding),
+                    kernel_dilation=dilation, use_bias=True,
+                    bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
+    assert Conv3dAs2d.supports(conv)
+    x = jax.random.normal(jax.random.key(1), (2, 5, 9, 7, 6))
+    with jax.default_matmul_precision('highest'):
+        ref, ours = conv(x), Conv3dAs2d(conv)(x)
+    assert ours.shape == ref.shape
+    assert max_error(ours, ref) <= 1e-5 * float(np.max(np.abs(np.asarray(ref))))
+
+
+def test_conv3d_as_2d_supports():
+    rngs = nnx.Rngs(0)
+    assert Conv3dAs2d.supports(nnx.Conv(3, 4, (5, 7, 7), padding=((2, 2),) * 3, rngs=rngs))
+    assert not Conv3dAs2d.supports(nnx.Conv(3, 4, (3, 3, 3), rngs=rngs))  # 'SAME'
+    assert not Conv3dAs2d.supports(nnx.Conv(4, 4, (1, 3, 3), padding=((0, 0),) * 3,
+                                            feature_group_count=2, rngs=rngs))
+    assert not Conv3dAs2d.supports(nnx.Conv(3, 4, (3, 3), padding=((1, 1),) * 2, rngs=rngs))

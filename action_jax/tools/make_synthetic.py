@@ -1,13 +1,14 @@
 """Write the synthetic action data set (videos, MMAction2 list files, label map).
 
-    python -m action_jax.tools.make_synthetic --out data/synthetic [--num-videos 240]
-        [--seed 0] [--rawframes] [--width 128 --height 96 --frames 32 --fps 8]
+    python -m action_jax.tools.make_synthetic --out data/synthetic [--num-videos 480]
+        [--seed 0] [--rawframes] [--width 64 --height 64 --frames 16 --fps 8]
 
 See action_jax/data/synthetic.py for the classes and the layout.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 from pathlib import Path
 
@@ -15,17 +16,20 @@ from action_jax.data.synthetic import make_synthetic
 
 
 def main(argv: list[str] | None = None) -> dict:
+    defaults = {name: p.default
+                for name, p in inspect.signature(make_synthetic).parameters.items()}
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, help='output directory')
-    parser.add_argument('--num-videos', type=int, default=240,
+    parser.add_argument('--num-videos', type=int, default=defaults['num_videos'],
                         help='total videos, rounded down to a multiple of the 8 classes')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=defaults['seed'])
     parser.add_argument('--rawframes', action='store_true',
                         help='also write extracted JPEG frames and their list files')
-    parser.add_argument('--width', type=int, default=128)
-    parser.add_argument('--height', type=int, default=96)
-    parser.add_argument('--frames', type=int, default=32, help='frames per video')
-    parser.add_argument('--fps', type=float, default=8)
+    parser.add_argument('--width', type=int, default=defaults['width'])
+    parser.add_argument('--height', type=int, default=defaults['height'])
+    parser.add_argument('--frames', type=int, default=defaults['frames'],
+                        help='frames per video')
+    parser.add_argument('--fps', type=float, default=defaults['fps'])
     args = parser.parse_args(argv)
     start = time.perf_counter()
     info = make_synthetic(args.out, num_videos=args.num_videos, seed=args.seed,

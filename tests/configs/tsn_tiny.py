@@ -9,12 +9,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'configs'
 import tsn_synthetic  # noqa: E402
 
 
-def get_config(data_dir: str = 'data/synthetic_tiny'):
-    config = tsn_synthetic.get_config()
+def shrink(config, data_dir: str, num_clips: int = 4):
+    """Makes a synthetic config tiny: 2 stages, 32 px, `num_clips` segments, batch 4, 3 epochs,
+    data from `data_dir`, no generation."""
     config.model.backbone.update(num_stages=2, out_indices=(1,), strides=(1, 2),
                                  dilations=(1, 1))
     config.model.cls_head.in_channels = 128
-    train, test = tsn_synthetic.synthetic_pipelines(num_clips=4, input_size=32)
+    train, test = tsn_synthetic.synthetic_pipelines(num_clips=num_clips, input_size=32)
     for loader, split, pipeline in ((config.train_dataloader, 'train', train),
                                     (config.val_dataloader, 'val', test),
                                     (config.test_dataloader, 'val', test)):
@@ -32,3 +33,7 @@ def get_config(data_dir: str = 'data/synthetic_tiny'):
     config.default_hooks.logger.interval = 1
     config.default_hooks.checkpoint.update(interval=1, async_save=False)
     return config
+
+
+def get_config(data_dir: str = 'data/synthetic_tiny'):
+    return shrink(tsn_synthetic.get_config(), data_dir)
