@@ -3,6 +3,7 @@
 `--mode train` (default) trains, validates and tests; `--mode test --config.checkpoint=PATH`
 evaluates a checkpoint. Any config field can be overridden: `--config.train_cfg.max_epochs=5`.
 """
+import logging as std_logging
 import os
 
 from absl import app, flags, logging
@@ -16,6 +17,9 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and the resolved config.')
 flags.DEFINE_enum('mode', 'train', ['train', 'test'], 'Train (then test) or only test.')
 flags.mark_flags_as_required(['config', 'workdir'])
+# Packages whose INFO lines are chatter here: orbax logs every save and load step, and JAX's
+# backend probe reports each platform it does not find (TPU on every CPU/GPU machine).
+QUIET = ('/orbax/', 'xla_bridge.py')
 
 
 def main(argv):
@@ -25,16 +29,17 @@ def main(argv):
         # Before JAX starts its backend: GPU reductions in a fixed order (CPU already is).
         os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                                    + ' --xla_gpu_deterministic_ops=true').strip()
-    distributed.initialize()
-    # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
-    from action_jax.train import loop
     os.makedirs(FLAGS.workdir, exist_ok=True)
     logging.get_absl_handler().use_absl_log_file('log', FLAGS.workdir)
     logging.set_stderrthreshold('info')
-    # orbax logs every save step at INFO; keep its warnings, drop the chatter. (On the
-    # python_handler: ABSLHandler.handle bypasses filters added to the ABSLHandler itself.)
+    # Keep warnings, drop the QUIET chatter. On the python_handler: ABSLHandler.handle
+    # bypasses filters added to the ABSLHandler itself. (absl's own WARNING constant is 1.)
     logging.get_absl_handler().python_handler.addFilter(
-        lambda record: record.levelno >= logging.WARNING or 'orbax' not in record.pathname)
+        lambda record: (record.levelno >= std_logging.WARNING
+                        or not any(name in record.pathname for name in QUIET)))
+    distributed.initialize()
+    # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
+    from action_jax.train import loop
     if FLAGS.mode == 'train':
         loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:

@@ -321,8 +321,8 @@ def mmaction_model(cfg: dict, state_dict):
     model.load_state_dict(state_dict, strict=True)
     model.eval()
 
-    def forward(x):
-        return model(x, mode='tensor')
+    def forward(x):  # mode='tensor' stops at the backbone; stage='head' gives the class scores
+        return model._forward(x, stage='head')
     return forward
 
 

@@ -91,6 +91,10 @@ def test_training_learns_and_writes_outputs(reference_run):
     assert list(pathlib.Path(reference_run).glob('events.out.tfevents.*'))
     assert latest_step(reference_run) == 3 * STEPS_PER_EPOCH
     assert (pathlib.Path(reference_run) / 'best').is_dir()
+    # The log keeps the loop's lines and drops orbax's per-save INFO chatter.
+    text = (pathlib.Path(reference_run) / 'log.INFO').read_text()
+    assert 'Validation after epoch 3' in text
+    assert 'Started save checkpoint' not in text and 'orbax-checkpoint version' not in text
 
 
 def test_sigterm_then_resume_is_bit_identical(data_dir, reference_run, tmp_path):
@@ -133,9 +137,14 @@ def test_sharded_over_4_devices_matches_1_device(data_dir, tmp_path):
     val_four = [r for r in scalars(four) if 'val/acc/top1' in r]
     assert val_one == val_four
     p1, p4 = params_of(one), params_of(four)
+    # Per tensor, relative to its norm: the BatchNorm biases start at 0 and their gradients
+    # are sums with much cancellation, so after 4 steps (norm ~5e-4) the order of the float32
+    # sums moves them by up to ~0.7% (4e-6); kernels by <0.1%. BatchNorm over each device's
+    # batch instead of the global one, or different data per step, would be order 1.
     for k in p1:
         if p1[k].dtype.kind == 'f':
-            np.testing.assert_allclose(p4[k], p1[k], rtol=1e-6, atol=1e-6, err_msg=k)
+            diff = np.linalg.norm(p4[k] - p1[k])
+            assert diff <= 2e-2 * np.linalg.norm(p1[k]) + 1e-7, (k, diff)
 
 
 def test_load_from_and_resume_from(data_dir, reference_run, tmp_path):
@@ -212,7 +221,8 @@ def test_test_mode_outputs(data_dir, reference_run, tmp_path, average_clips, suf
     assert metrics['acc/top1'] == pytest.approx(top_k_accuracy(flat, labels, (1,))[0])
 
 
-def test_bfloat16_compute_keeps_float32_parameters():
+def _tiny_train_step(dtype, lr=0.01):
+    """The tiny TSN's jitted train step, its graphdef and initial state, outside the loop."""
     import functools
 
     import jax.numpy as jnp
@@ -224,20 +234,42 @@ def test_bfloat16_compute_keeps_float32_parameters():
     sys.path.insert(0, str(TINY.parent))
     import tsn_tiny
     model_cfg = tsn_tiny.get_config().model.to_dict()
-    model = build_recognizer(model_cfg, dtype=jnp.bfloat16)
+    model = build_recognizer(model_cfg, dtype=dtype)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    schedule = optim.build_schedule([], 0.01, 1, 1)
-    tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)), params,
+    schedule = optim.build_schedule([], lr, 1, 1)
+    tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9)), params,
                                schedule)
     state = TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
     loss_fn = functools.partial(recognizer_loss, loss_cfg=LossConfig(), model_cfg=model_cfg,
-                                dtype=jnp.bfloat16)
+                                dtype=dtype)
     step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_fn=loss_fn),
                    static_argnums=0)
+    return step, graphdef, state
+
+
+def _random_batch(size: int):
     rng = np.random.default_rng(0)
-    batch = {'imgs': rng.integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8),
-             'label': np.array([1, 2], np.int32)}
+    return {'imgs': rng.integers(0, 256, (size, 4, 32, 32, 3), dtype=np.uint8),
+            'label': np.arange(size, dtype=np.int32) % 8}
+
+
+def test_train_step_fits_a_fixed_batch():
+    """The step's gradients point downhill: repeated on one batch, the loss falls to a fraction
+    (a robust complement to the end-to-end run, whose 12 steps on 12 batches are noisy)."""
+    step, graphdef, state = _tiny_train_step(jax.numpy.float32, lr=0.05)
+    batch = _random_batch(8)
+    losses = []
+    for _ in range(25):
+        state, metrics = step(graphdef, state, batch)
+        losses.append(float(metrics['loss']))
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+    import jax.numpy as jnp
+    step, graphdef, state = _tiny_train_step(jnp.bfloat16)
+    batch = _random_batch(2)
     new_state, metrics = step(graphdef, state, batch)
     assert np.isfinite(float(metrics['loss']))
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new_state.params))

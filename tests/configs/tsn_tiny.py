@@ -25,7 +25,7 @@ def shrink(config, data_dir: str, num_clips: int = 4):
             ann_file=f'{data_dir}/synthetic_{split}_list_videos.txt',
             data_prefix=dict(video=f'{data_dir}/videos_{split}'), pipeline=pipeline)
     config.synthetic_data = {}
-    config.optim_wrapper.optimizer.lr = 0.05
+    config.optim_wrapper.optimizer.lr = 0.02
     config.train_cfg.max_epochs = 3
     config.train_cfg.val_interval = 1
     config.param_scheduler = [dict(type='MultiStepLR', begin=0, end=3, by_epoch=True,
