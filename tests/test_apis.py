@@ -23,6 +23,8 @@ from action_jax.train.step import normalize
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = f"{REPO / 'tests' / 'configs' / 'fixture_recognizer.py'}:tsn_r18s"
 CHECKPOINT = str(REPO / 'tests' / 'fixtures' / 'tsn_r18s.pth')
+I3D_CONFIG = f"{REPO / 'tests' / 'configs' / 'fixture_recognizer.py'}:i3d_r50s"
+I3D_CHECKPOINT = str(REPO / 'tests' / 'fixtures' / 'i3d_r50s.pth')
 FRAMES = 16
 
 
@@ -67,6 +69,19 @@ def test_init_recognizer_loads_the_checkpoint(model):
     x = np.moveaxis(io['input'], 2, -1)
     np.testing.assert_allclose(np.asarray(model.predict(x)), io['pred_score'], rtol=1e-5,
                                atol=1e-7)
+
+
+def test_init_recognizer_folds_batchnorm_unless_asked_not_to():
+    from action_jax.models.fuse import count_batchnorms
+    fused = init_recognizer(I3D_CONFIG, I3D_CHECKPOINT, device='cpu')
+    plain = init_recognizer(I3D_CONFIG, I3D_CHECKPOINT, device='cpu', fuse=False)
+    assert count_batchnorms(fused) == 0 and count_batchnorms(plain) > 0
+    io = np.load(REPO / 'tests' / 'fixtures' / 'i3d_r50s_io.npz')
+    x = io['input'].transpose(0, 1, 3, 4, 5, 2)  # [N, V, C, T, H, W] -> channels-last
+    ref = np.asarray(plain.predict(x))
+    np.testing.assert_allclose(ref, io['pred_score'], atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(np.asarray(fused.predict(x)), ref,
+                               atol=1e-5 * np.abs(ref).max())
 
 
 def test_video_file(model, data):
