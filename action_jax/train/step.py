@@ -104,7 +104,7 @@ def train_step(graphdef: nnx.GraphDef, state: TrainState, batch: Mapping[str, ja
     (_, (metrics, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, 'grad_norm': optax.global_norm(grads), 'lr': schedule(state.step)}
+    metrics = {**metrics, 'grad_norm': optax.tree.norm(grads), 'lr': schedule(state.step)}
     return TrainState(params, rest, opt_state, state.step + 1), metrics
 
 
