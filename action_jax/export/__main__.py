@@ -1,13 +1,15 @@
 """`python -m action_jax.export --config CFG --checkpoint CKPT --format onnx|saved_model
---out PATH`: see action_jax/export/__init__.py for the formats and the input spec."""
+--out PATH`: see action_jax/export/__init__.py for the formats and the input spec of
+recognizers (TSN, TSM, I3D) and localizers (BMN, TEM, PEM)."""
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from action_jax.apis import as_dict, init_recognizer, load_config
-from action_jax.export import (FORMATS, check_input_shape, input_shape_from_pipeline, metadata,
-                               prepare_for_export, verify)
+from action_jax.apis import as_dict, init_localizer, init_recognizer, load_config
+from action_jax.export import (FORMATS, check_input_shape, default_input_shape, metadata,
+                               model_kind, output_shapes, prepare_for_export, sample_shape,
+                               verify_outputs)
 
 
 def _batch_size(text: str) -> int | None:
@@ -23,7 +25,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from action_jax.export.saved_model import DEFAULT_PLATFORMS
     parser = argparse.ArgumentParser(
         prog='python -m action_jax.export',
-        description='Export a TSN/TSM/I3D recognizer to ONNX or a TensorFlow SavedModel.')
+        description='Export a TSN/TSM/I3D recognizer or a BMN/BSN (TEM, PEM) localizer to '
+                    'ONNX or a TensorFlow SavedModel.')
     parser.add_argument('--config', required=True,
                         help='config file with get_config() ("path.py:arg" passes arg)')
     parser.add_argument('--checkpoint', required=True,
@@ -36,10 +39,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=_batch_size, default=None,
                         help="fixed batch size, or 'dynamic' (default)")
     parser.add_argument('--softmax', action='store_true',
-                        help="output probabilities (average_clips='prob')")
+                        help="recognizers: output probabilities (average_clips='prob')")
     parser.add_argument('--input-shape', type=int, nargs='+', default=None,
-                        help='per-video input without batch and channels: F H W (2D models) '
-                             'or V T H W (3D); default: from the test pipeline')
+                        help='per-video input without batch (and channels): F H W (2D '
+                             'recognizers), V T H W (3D), T C (BMN, TEM) or P C (PEM); '
+                             'default: from the test pipeline / the model')
     parser.add_argument('--platforms', default=','.join(DEFAULT_PLATFORMS),
                         help='saved_model: platforms to lower for (cpu, cuda, tpu)')
     parser.add_argument('--no-verify', dest='verify', action='store_false',
@@ -48,37 +52,51 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Exports as the arguments say; returns a summary (path, input shape, error)."""
+    """Exports as the arguments say; returns a summary (path, input and output shapes,
+    errors)."""
     args = parse_args(argv)
     config = load_config(args.config)
     if 'compute_dtype' in config:
         config.compute_dtype = 'float32'  # engines get float32 graphs; they pick precisions
-    model = prepare_for_export(init_recognizer(config, args.checkpoint), args.softmax)
-    shape = check_input_shape(model, args.input_shape or input_shape_from_pipeline(
-        config.test_dataloader.dataset.pipeline))
+    kind = model_kind(config.model)  # a clear error for a type the exporter does not know
+    # Unfused recognizers: ONNX Runtime and TensorRT fold BatchNorm themselves, and TensorRT
+    # wants I3D's 3D convolutions as they are (init_recognizer's CPU rewrite is for XLA).
+    model = (init_localizer(config, args.checkpoint) if kind == 'localizer'
+             else init_recognizer(config, args.checkpoint, fuse=False))
+    model = prepare_for_export(model, args.softmax)
+    shape = check_input_shape(model, args.input_shape or default_input_shape(model, config))
     info = metadata(model, as_dict(config.model), shape)
     if args.format == 'onnx':
         from action_jax.export.onnx import export_onnx
-        from action_jax.export.runtime import OnnxRecognizer
+        from action_jax.export.runtime import OnnxModel
         out = export_onnx(model, args.out, shape, batch_size=args.batch_size,
                           opset=args.opset, metadata=info)
-        load = OnnxRecognizer
+        load = OnnxModel
     else:
         from action_jax.export.saved_model import export_saved_model, load_saved_model
         out = export_saved_model(model, args.out, shape, batch_size=args.batch_size,
                                  platforms=args.platforms.split(','), metadata=info)
         load = load_saved_model
     batch = 'N' if args.batch_size is None else args.batch_size
-    summary = dict(out=out, input=[batch, *shape, 3], layout=info['input_layout'],
-                   mean=info['mean'], std=info['std'], average_clips=info['average_clips'])
+    summary = dict(out=out, input=[batch, *sample_shape(model, shape)],
+                   layout=info['input_layout'], outputs=output_shapes(model, shape, batch))
+    if kind == 'recognizer':
+        summary.update(mean=info['mean'], std=info['std'], average_clips=info['average_clips'])
     if args.verify:
         sizes = [1, 3] if args.batch_size is None else [args.batch_size]
-        summary['relative_error'] = verify(load(out), model, shape, sizes)
+        summary['relative_errors'] = verify_outputs(load(out), model, shape, sizes)
+        summary['relative_error'] = max(summary['relative_errors'].values())
     print(f'Exported {args.format} to {out}')
-    print(f"  input 'input' float32 {summary['input']} ({info['input_layout']}), RGB "
-          f"normalised: (x - [{info['mean']}]) / [{info['std']}]")
-    print(f"  output 'scores' float32 [{batch}, {info['num_classes']}] "
-          f"(average_clips={info['average_clips']})")
+    if kind == 'recognizer':
+        print(f"  input 'input' float32 {summary['input']} ({info['input_layout']}), RGB "
+              f"normalised: (x - [{info['mean']}]) / [{info['std']}]")
+        print(f"  output 'scores' float32 [{batch}, {info['num_classes']}] "
+              f"(average_clips={info['average_clips']})")
+    else:
+        print(f"  input 'input' float32 {summary['input']} ({info['input_layout']}): "
+              f"{info['input']}")
+        for name, out_shape in summary['outputs'].items():
+            print(f"  output '{name}' float32 {out_shape} ({info[f'output.{name}']})")
     if args.verify:
         print(f"  matches JAX: max relative error {summary['relative_error']:.1e}")
     return summary

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from flax import nnx
 
-from action_jax.export import INPUT_NAME, OUTPUT_NAME, pure_predict
+from action_jax.export import INPUT_NAME, output_names, pure_predict, sample_shape
 
 # TensorRT 8.6 and later parse opset 17; newer opsets are there for other runtimes.
 DEFAULT_OPSET = 17
@@ -39,9 +39,11 @@ def export_onnx(model: nnx.Module, out: str | os.PathLike, input_shape: Sequence
                 metadata: Mapping[str, str] | None = None) -> str:
     """Writes the model's test-mode prediction to an ONNX file and returns its path.
 
-    Input 'input' float32 [N, *input_shape, 3] (N dynamic when `batch_size` is None), output
-    'scores' float32 [N, num_classes]; `metadata` goes to the model's metadata_props. The
-    file passes onnx.checker (full check).
+    Input 'input' float32 [N, *input_shape, 3] for recognizers, [N, *input_shape] for
+    localizers (N dynamic when `batch_size` is None); outputs as `output_names(model)` says:
+    'scores' float32 [N, num_classes] for recognizers, the named LOCALIZER_IO outputs for
+    localizers. `metadata` goes to the model's metadata_props. The file passes onnx.checker
+    (full check).
     """
     import onnx
     from jax2onnx import to_onnx
@@ -49,9 +51,10 @@ def export_onnx(model: nnx.Module, out: str | os.PathLike, input_shape: Sequence
     predict, weights = pure_predict(model)
     batch = BATCH_DIM if batch_size is None else batch_size
     with _quiet_converter():
-        proto = to_onnx(functools.partial(predict, weights), inputs=[(batch, *input_shape, 3)],
+        proto = to_onnx(functools.partial(predict, weights),
+                        inputs=[(batch, *sample_shape(model, input_shape))],
                         model_name=type(model).__name__, opset=opset,
-                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+                        input_names=[INPUT_NAME], output_names=list(output_names(model)))
     # jax2onnx annotates some intermediate values with their JAX (NHWC) shapes where the graph
     # holds them transposed (NCHW); the annotations are optional, and without them the
     # checker's and runtimes' own shape inference is consistent.
