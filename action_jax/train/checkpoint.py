@@ -8,6 +8,7 @@ renames it when complete), so a crash mid-save never leaves a half-written check
 import os
 from typing import Any, Mapping
 
+from etils import epath
 import grain
 from absl import logging
 import jax
@@ -122,9 +123,15 @@ def restore_weights(step_dir: str) -> dict[str, Any]:
     path = os.path.join(step_dir, 'state')
     # Restore onto this process's first device whatever mesh the checkpoint was saved from.
     local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    # The item's tree metadata from its handler: the checkpointer's metadata() also looks
+    # for the step-level _CHECKPOINT_METADATA inside the item and warns that it is missing.
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        metadata = handler.metadata(epath.Path(path))
+    finally:
+        handler.close()
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                          metadata)
     with ocp.StandardCheckpointer() as ckptr:
-        metadata = ckptr.metadata(path).item_metadata
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
-                              metadata)
         state = ckptr.restore(path, target)
     return {'params': _unwrap_values(state['params']), 'rest': _unwrap_values(state['rest'])}
