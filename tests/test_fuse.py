@@ -9,8 +9,8 @@ from flax import nnx
 
 from action_jax.convert.mmaction2 import apply_state_dict, load_mmaction2_checkpoint
 from action_jax.models.builder import build_model
-from action_jax.models.fuse import Conv3dAs2d, FoldedBatchNorm, count_batchnorms, fuse_conv_bn
-from action_jax.models.layers import ConvModule
+from action_jax.models.fuse import FoldedBatchNorm, count_batchnorms, fuse_conv_bn
+from action_jax.models.layers import ConvModule, Conv3dAs2d
 
 
 def fixture_model(fixtures_dir, name: str) -> nnx.Module:

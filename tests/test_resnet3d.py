@@ -13,6 +13,8 @@ from action_jax.convert.mmaction2 import (CheckpointError, apply_state_dict,
 from action_jax.convert.torchvision import init_backbone_from_torchvision
 from action_jax.models.backbones.resnet3d import BasicBlock3d, Bottleneck3d, ResNet3d
 from action_jax.models.builder import build_model
+from action_jax.models.fuse import fuse_conv_bn
+from action_jax.models.layers import ConvModule, Conv3dAs2d
 
 # The released I3D R50 (i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb.py).
 I3D_R50 = dict(type='ResNet3d', depth=50, pretrained=None, pretrained2d=True,
@@ -112,6 +114,44 @@ def test_fixture_checkpoint_reproduces_mmaction2(fixtures_dir):
     for got, want in ((feat, io['backbone_feat'].transpose(0, 2, 3, 4, 1)),
                       (score, io['cls_score'])):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max() + 1e-6)
+
+
+def test_conv3d_as_2d_trains_and_loads_as_conv3d(fixtures_dir):
+    """conv_cfg Conv3dAs2d: the MMAction2 checkpoint loads strictly into the same parameter
+    paths; losses (train and eval mode) and gradients equal the Conv3d model's. Gradients are
+    compared in eval mode: with batch statistics of 2 tiny clips they are so ill-conditioned
+    that a 1e-7 change of the input moves some by 300%."""
+    cfg = fixture_model_cfg(fixtures_dir)
+    state = load_mmaction2_checkpoint(fixtures_dir / 'i3d_r50s.pth')
+    models = []
+    for conv in ('Conv3d', 'Conv3dAs2d'):
+        backbone = dict(cfg['backbone'], conv_cfg=dict(type=conv))
+        model = zeros_like_model(dict(cfg, backbone=backbone))
+        assert apply_state_dict(model, state, strict=True) == ([], [])
+        models.append(model)
+    convs = [m.conv for _, m in nnx.iter_modules(models[1]) if isinstance(m, ConvModule)]
+    assert convs and all(isinstance(c, Conv3dAs2d) for c in convs)
+    x = jnp.asarray(np.load(fixtures_dir / 'i3d_r50s_io.npz')['input'].transpose(0, 1, 3, 4, 5, 2))
+
+    def loss(model, x):
+        return jnp.sum(model(x) ** 2)
+
+    with jax.default_matmul_precision('highest'):
+        for model in models:
+            model.train()
+        np.testing.assert_allclose(loss(models[1], x), loss(models[0], x), rtol=1e-5)
+        for model in models:
+            model.eval()
+        (l1, g1), (l2, g2) = (nnx.value_and_grad(loss)(m, x) for m in models)
+    np.testing.assert_allclose(l2, l1, rtol=1e-5)
+    # ... and it folds for inference like any conv.
+    np.testing.assert_allclose(loss(fuse_conv_bn(models[1]), x), l1, rtol=1e-5)
+    flat1, flat2 = dict(nnx.to_flat_state(g1)), dict(nnx.to_flat_state(g2))
+    assert flat1.keys() == flat2.keys()
+    for key in flat1:
+        want = np.asarray(flat1[key][...])
+        np.testing.assert_allclose(flat2[key][...], want, atol=1e-5 * np.abs(want).max() + 1e-9,
+                                   err_msg=str(key))
 
 
 def test_zero_init_residual_zeroes_the_last_norm_of_each_block():

@@ -15,10 +15,9 @@ and its `bn` becomes `FoldedBatchNorm`, an identity with no state. Nothing in `l
 changes: `ConvModule.__call__` still runs `bn(conv(x))`. The folding is done in float64 on
 the host and stored in each conv's `param_dtype`.
 
-With `conv3d_as_2d` (the default), every folded 3D conv also becomes a `Conv3dAs2d`: the
-same kernel and bias (same parameter paths), computed as a single 2D convolution. XLA:CPU
-(jaxlib 0.10.2) runs 3D convolutions 2-3x slower than the equivalent 2D ones, and I3D's
-(5, 7, 7) stem on 3 channels about 6x slower.
+With `conv3d_as_2d` (the default), every folded 3D conv also becomes a `Conv3dAs2d`
+(layers.py): the same kernel and bias (same parameter paths), computed as a single 2D
+convolution, which XLA:CPU runs several times faster.
 
 The copy is for inference only. `model.train()` marks the `FoldedBatchNorm`s as training
 (as for any BatchNorm), and a forward pass then raises: batch statistics cannot be
@@ -26,12 +25,11 @@ recovered once folded. BatchNorms outside `ConvModule`s are left as they are.
 """
 from typing import TypeVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from action_jax.models.layers import ConvModule
+from action_jax.models.layers import ConvModule, Conv3dAs2d, convs_3d_as_2d
 
 M = TypeVar('M', bound=nnx.Module)
 
@@ -57,7 +55,7 @@ class FoldedBatchNorm(nnx.Module):
         return x
 
 
-def _fold(conv: nnx.Conv, bn: nnx.BatchNorm) -> None:
+def _fold(conv: nnx.Conv | Conv3dAs2d, bn: nnx.BatchNorm) -> None:
     """Folds `bn` (eval mode) into `conv`, in place."""
     if bn.axis not in (-1, conv.kernel[...].ndim - 1):
         raise ValueError(f'cannot fold a BatchNorm over axis {bn.axis} into a channels-last conv')
@@ -79,80 +77,6 @@ def _fold(conv: nnx.Conv, bn: nnx.BatchNorm) -> None:
     conv.use_bias = True
 
 
-class Conv3dAs2d(nnx.Module):
-    """A channels-last 3D convolution computed as one 2D convolution, as XLA:CPU runs 3D
-    convolutions several times slower than 2D ones. Holds `kernel` [kt, kh, kw, I, O] and
-    `bias` like the `nnx.Conv` it replaces (same parameter paths).
-
-      (1, kh, kw):   frames folded into the batch, then a (kh, kw) conv.
-      (kt, 1, 1):    a (kt, 1) conv over (T, H * W).
-      (kt, kh, kw):  the kt temporal taps stacked on the channels (kt * I), frames folded
-                     into the batch, then a (kh, kw) conv with the kernel reshaped to
-                     [kh, kw, kt * I, O] (e.g. I3D's (5, 7, 7) stem on 3 channels).
-    """
-
-    def __init__(self, conv: nnx.Conv):
-        if not self.supports(conv):
-            raise ValueError('Conv3dAs2d needs a 3D nnx.Conv without groups, mask, input '
-                             'dilation or string padding')
-        self.kernel = conv.kernel
-        self.bias = conv.bias
-        self.use_bias = conv.use_bias
-        self.in_features, self.out_features = conv.in_features, conv.out_features
-        self.kernel_size = tuple(conv.kernel_size)
-        self.strides = _triple(conv.strides)
-        self.padding = tuple(tuple(p) for p in conv.padding)
-        self.kernel_dilation = _triple(conv.kernel_dilation)
-        self.dtype = conv.dtype
-        self.precision = conv.precision
-        self.promote_dtype = conv.promote_dtype
-
-    @staticmethod
-    def supports(conv: nnx.Module) -> bool:
-        return (isinstance(conv, nnx.Conv) and len(conv.kernel_size) == 3
-                and conv.feature_group_count == 1 and conv.mask is None
-                and _triple(conv.input_dilation) == (1, 1, 1)
-                and not isinstance(conv.padding, str) and len(conv.padding) == 3)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if x.ndim != 5:
-            raise ValueError(f'Conv3dAs2d expects [N, T, H, W, C], got shape {x.shape}')
-        kernel = self.kernel[...]
-        bias = self.bias[...] if self.bias is not None else None
-        x, kernel, bias = self.promote_dtype((x, kernel, bias), dtype=self.dtype)
-        kt, kh, kw, cin, cout = kernel.shape
-        (st, sh, sw), (dt, dh, dw) = self.strides, self.kernel_dilation
-        pad_t, pad_h, pad_w = self.padding
-        dims = ('NHWC', 'HWIO', 'NHWC')
-        if kh == kw == 1 and kt > 1:  # a (kt, 1) conv over (T, H * W)
-            x = jnp.pad(x, ((0, 0), (0, 0), pad_h, pad_w, (0, 0)))[:, :, ::sh, ::sw]
-            n, t, h, w, c = x.shape
-            y = jax.lax.conv_general_dilated(
-                x.reshape(n, t, h * w, c), kernel[:, 0], (st, 1), (pad_t, (0, 0)),
-                rhs_dilation=(dt, 1), dimension_numbers=dims, precision=self.precision)
-            y = y.reshape(n, y.shape[1], h, w, cout)
-        else:  # temporal taps on the channels, frames into the batch
-            x = jnp.pad(x, ((0, 0), pad_t, (0, 0), (0, 0), (0, 0)))
-            t_out = (x.shape[1] - dt * (kt - 1) - 1) // st + 1
-            taps = [x[:, i * dt:i * dt + st * (t_out - 1) + 1:st] for i in range(kt)]
-            x = taps[0] if kt == 1 else jnp.concatenate(taps, axis=-1)
-            n, t, h, w, c = x.shape
-            kernel_2d = kernel.transpose(1, 2, 0, 3, 4).reshape(kh, kw, kt * cin, cout)
-            y = jax.lax.conv_general_dilated(
-                x.reshape(n * t, h, w, c), kernel_2d, (sh, sw), (pad_h, pad_w),
-                rhs_dilation=(dh, dw), dimension_numbers=dims, precision=self.precision)
-            y = y.reshape(n, t, *y.shape[1:])
-        if bias is not None:
-            y = y + bias
-        return y
-
-
-def _triple(value) -> tuple[int, ...]:
-    if value is None:
-        return (1, 1, 1)
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
-
-
 def fuse_conv_bn(model: M, *, conv3d_as_2d: bool = True) -> M:
     """An eval-mode copy of `model` with the BatchNorm of every ConvModule folded into its
     conv and, with `conv3d_as_2d`, its 3D convs computed as 2D convs (see the module
@@ -166,15 +90,15 @@ def fuse_conv_bn(model: M, *, conv3d_as_2d: bool = True) -> M:
             continue
         seen.add(id(module))
         if not isinstance(module.bn, FoldedBatchNorm):  # not fused already
-            if not isinstance(module.bn, nnx.BatchNorm) or not isinstance(module.conv,
-                                                                          nnx.Conv):
+            if not (isinstance(module.bn, nnx.BatchNorm)
+                    and isinstance(module.conv, (nnx.Conv, Conv3dAs2d))):
                 raise TypeError(f'cannot fold {type(module.bn).__name__} into '
                                 f'{type(module.conv).__name__}')
             bn = module.bn
             _fold(module.conv, bn)
             module.bn = FoldedBatchNorm(bn.num_features, bn.epsilon)
-        if conv3d_as_2d and Conv3dAs2d.supports(module.conv):
-            module.conv = Conv3dAs2d(module.conv)
+    if conv3d_as_2d:
+        convs_3d_as_2d(fused)
     return fused
 
 

@@ -57,3 +57,85 @@ def max_pool(x: jax.Array, window_shape: Sequence[int], strides: Sequence[int],
     return nnx.max_pool(jnp.pad(x, pad, constant_values=-jnp.inf),
                         window_shape=tuple(window_shape), strides=tuple(strides),
                         padding='VALID')
+
+
+class Conv3dAs2d(nnx.Module):
+    """A channels-last 3D convolution computed as one 2D convolution: XLA:CPU (jaxlib 0.10.2)
+    runs 3D convolutions 2-3x slower than the same work as 2D ones, and I3D's (5, 7, 7) stem
+    on 3 channels about 6x slower. Holds the `kernel` [kt, kh, kw, I, O] and `bias` of the
+    `nnx.Conv` it wraps (same variables, same parameter paths), so it trains and loads
+    checkpoints as that conv does.
+
+      (1, kh, kw):   frames folded into the batch, then a (kh, kw) conv.
+      (kt, 1, 1):    a (kt, 1) conv over (T, H * W).
+      (kt, kh, kw):  the kt temporal taps stacked on the channels (kt * I), frames folded
+                     into the batch, then a (kh, kw) conv with the kernel reshaped to
+                     [kh, kw, kt * I, O] (e.g. I3D's (5, 7, 7) stem on 3 channels).
+    """
+
+    def __init__(self, conv: nnx.Conv):
+        if not self.supports(conv):
+            raise ValueError('Conv3dAs2d needs a 3D nnx.Conv without groups, mask, input '
+                             'dilation or string padding')
+        self.kernel = conv.kernel
+        self.bias = nnx.data(conv.bias)  # data even when None: fuse_conv_bn may set it
+        self.use_bias = conv.use_bias
+        self.in_features, self.out_features = conv.in_features, conv.out_features
+        self.kernel_size = tuple(conv.kernel_size)
+        self.strides = _triple(conv.strides)
+        self.padding = tuple(tuple(p) for p in conv.padding)
+        self.kernel_dilation = _triple(conv.kernel_dilation)
+        self.dtype, self.param_dtype = conv.dtype, conv.param_dtype
+        self.precision = conv.precision
+        self.promote_dtype = conv.promote_dtype
+
+    @staticmethod
+    def supports(conv: nnx.Module) -> bool:
+        return (isinstance(conv, nnx.Conv) and len(conv.kernel_size) == 3
+                and conv.feature_group_count == 1 and conv.mask is None
+                and _triple(conv.input_dilation) == (1, 1, 1)
+                and not isinstance(conv.padding, str) and len(conv.padding) == 3)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 5:
+            raise ValueError(f'Conv3dAs2d expects [N, T, H, W, C], got shape {x.shape}')
+        kernel = self.kernel[...]
+        bias = self.bias[...] if self.bias is not None else None
+        x, kernel, bias = self.promote_dtype((x, kernel, bias), dtype=self.dtype)
+        kt, kh, kw, cin, cout = kernel.shape
+        (st, sh, sw), (dt, dh, dw) = self.strides, self.kernel_dilation
+        pad_t, pad_h, pad_w = self.padding
+        dims = ('NHWC', 'HWIO', 'NHWC')
+        if kh == kw == 1 and kt > 1:  # a (kt, 1) conv over (T, H * W)
+            x = jnp.pad(x, ((0, 0), (0, 0), pad_h, pad_w, (0, 0)))[:, :, ::sh, ::sw]
+            n, t, h, w, c = x.shape
+            y = jax.lax.conv_general_dilated(
+                x.reshape(n, t, h * w, c), kernel[:, 0], (st, 1), (pad_t, (0, 0)),
+                rhs_dilation=(dt, 1), dimension_numbers=dims, precision=self.precision)
+            y = y.reshape(n, y.shape[1], h, w, cout)
+        else:  # temporal taps on the channels, frames into the batch
+            x = jnp.pad(x, ((0, 0), pad_t, (0, 0), (0, 0), (0, 0)))
+            t_out = (x.shape[1] - dt * (kt - 1) - 1) // st + 1
+            taps = [x[:, i * dt:i * dt + st * (t_out - 1) + 1:st] for i in range(kt)]
+            x = taps[0] if kt == 1 else jnp.concatenate(taps, axis=-1)
+            n, t, h, w, c = x.shape
+            kernel_2d = kernel.transpose(1, 2, 0, 3, 4).reshape(kh, kw, kt * cin, cout)
+            y = jax.lax.conv_general_dilated(
+                x.reshape(n * t, h, w, c), kernel_2d, (sh, sw), (pad_h, pad_w),
+                rhs_dilation=(dh, dw), dimension_numbers=dims, precision=self.precision)
+            y = y.reshape(n, t, *y.shape[1:])
+        if bias is not None:
+            y = y + bias
+        return y
+
+
+def _triple(value: int | Sequence[int] | None) -> tuple[int, ...]:
+    return _tuple(1 if value is None else value, 3)
+
+
+def convs_3d_as_2d(model: nnx.Module) -> None:
+    """Computes every ConvModule's 3D conv in `model` as a 2D convolution (`Conv3dAs2d`), in
+    place; the parameters stay where they are."""
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, ConvModule) and Conv3dAs2d.supports(module.conv):
+            module.conv = Conv3dAs2d(module.conv)
