@@ -123,8 +123,8 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     model.eval()
     device = _resolve_device(device)
     if fuse:
-        platform = (device or jax.devices()[0]).platform
-        model = fuse_conv_bn(model, conv3d_as_2d=platform == 'cpu')
+        model = fuse_conv_bn(model, conv3d_as_2d=None if device is None
+                             else device.platform == 'cpu')
     if device is not None:
         nnx.update(model, jax.device_put(nnx.state(model), device))
     model.cfg = RecognizerConfig(config)

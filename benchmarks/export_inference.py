@@ -24,7 +24,7 @@ from flax import nnx
 
 from action_jax.export import max_relative_error, prepare_for_export
 from action_jax.export.onnx import DEFAULT_OPSET, export_onnx
-from action_jax.export.runtime import OnnxRecognizer
+from action_jax.export.runtime import OnnxModel
 from action_jax.train.model_io import build_recognizer
 
 NUM_CLASSES = 400
@@ -67,7 +67,7 @@ def benchmark(name: str, args: argparse.Namespace, out_dir: str) -> dict:
     input_shape = ((1, args.i3d_frames) if name == 'i3d' else (args.segments,)) + \
         (args.size, args.size)
     model = prepare_for_export(build_recognizer(model_cfg(name, args.segments)))
-    runner = OnnxRecognizer(export_onnx(model, os.path.join(out_dir, f'{name}.onnx'),
+    runner = OnnxModel(export_onnx(model, os.path.join(out_dir, f'{name}.onnx'),
                                         input_shape, opset=args.opset))
     jitted = nnx.jit(lambda m, x: m.predict(x))
 

@@ -15,7 +15,7 @@ from action_jax.export import (RELATIVE_TOLERANCE, input_shape_from_pipeline,
                                max_relative_error, prepare_for_export, verify)
 from action_jax.export.__main__ import main as export_main
 from action_jax.export.onnx import export_onnx
-from action_jax.export.runtime import OnnxRecognizer, TensorRTRecognizer
+from action_jax.export.runtime import OnnxModel, TensorRTModel
 from action_jax.export.saved_model import METADATA_FILE, load_saved_model
 from action_jax.train.model_io import build_recognizer, load_weights
 
@@ -89,7 +89,7 @@ def test_onnx_matches_jax_and_mmaction2(name, tmp_path, reference):
     assert {o.domain: o.version for o in proto.opset_import}[''] == 17
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == 'N'
 
-    runner = OnnxRecognizer(path)
+    runner = OnnxModel(path)
     assert runner.metadata['input_layout'] == ('N,V,T,H,W,C' if name == 'i3d_r50s'
                                                else 'N,F,H,W,C')
     assert_matches(runner, *reference(name))
@@ -115,7 +115,7 @@ def test_multi_view_i3d_with_a_fixed_batch(tmp_path, reference):
     assert summary['relative_error'] <= RELATIVE_TOLERANCE  # the command's own check
     proto = onnx.load(path)
     assert {o.domain: o.version for o in proto.opset_import}[''] == 13
-    runner = OnnxRecognizer(path)
+    runner = OnnxModel(path)
     assert runner.input_shape == [2, 2, 8, 32, 32, 3]
     # One and three videos through a batch-2 graph: padded to whole batches.
     assert_matches(runner, *reference('i3d_r50s', (2, 8, 32, 32)))
@@ -131,7 +131,7 @@ def test_softmax_makes_probabilities(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32, 3), dtype=np.float32)
     for softmax in (False, True):
         prepare_for_export(model, softmax=softmax)
-        runner = OnnxRecognizer(export_onnx(model, tmp_path / f'{softmax}.onnx', (3, 32, 32)))
+        runner = OnnxModel(export_onnx(model, tmp_path / f'{softmax}.onnx', (3, 32, 32)))
         scores = runner(x)
         assert max_relative_error(scores, np.asarray(model.predict(x))) <= RELATIVE_TOLERANCE
         sums = scores.sum(axis=1)
@@ -164,7 +164,7 @@ def test_verify_rejects_a_wrong_export(jax_model):
 def test_tensorrt_missing_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, 'tensorrt', None)  # makes `import tensorrt` fail
     with pytest.raises(ImportError, match='`tensorrt` package'):
-        TensorRTRecognizer('model.engine')
+        TensorRTModel('model.engine')
 
 
 def test_command_line(tmp_path, monkeypatch, capsys):
@@ -179,4 +179,4 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "input 'input' float32 [1, 3, 64, 64, 3]" in printed
     assert 'matches JAX: max relative error' in printed
-    assert OnnxRecognizer(out).input_shape == [1, 3, 64, 64, 3]
+    assert OnnxModel(out).input_shape == [1, 3, 64, 64, 3]

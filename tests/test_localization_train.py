@@ -141,6 +141,17 @@ def test_bmn_test_mode_writes_proposals(bmn_run, monkeypatch, tmp_path):
         assert all(p['segment'][0] <= p['segment'][1] for p in props)
 
 
+def test_deployed_test_mode_is_for_recognizers(bmn_run, monkeypatch, tmp_path):
+    from action_jax.train import loop
+    root, workdir = bmn_run
+    monkeypatch.chdir(root)
+    config = load_config('bmn_synthetic', BMN_OVERRIDES)
+    config.checkpoint = str(workdir)
+    config.onnx = str(tmp_path / 'bmn.onnx')
+    with pytest.raises(ValueError, match='test recognizers'):
+        loop.test(config, str(tmp_path))
+
+
 def test_bsn_three_stages_through_the_clis(tmp_path):
     small = {'synthetic_data.num_videos': 32, 'train_cfg.max_epochs': 2,
              'train_cfg.val_interval': 2}

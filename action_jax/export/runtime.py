@@ -10,8 +10,7 @@ x is what the model's data_preprocessor produces (see action_jax.export): float3
 [N, T, C] (BMN, TEM) or [N, P, C] (PEM). A model with one output (recognizers, PEM) returns
 that array, one with several (BMN, TEM) a {name: array} dict (BMN's is
 `BMNOutput(**out)`). A model exported with a fixed batch size accepts any N: the input is
-run in batches of that size (the last padded). OnnxRecognizer and TensorRTRecognizer are
-the same classes under their earlier names.
+run in batches of that size (the last padded).
 """
 from __future__ import annotations
 
@@ -66,7 +65,7 @@ class OnnxModel:
         try:
             import onnxruntime
         except ImportError as e:
-            raise ImportError('OnnxRecognizer needs the `onnxruntime` package '
+            raise ImportError('OnnxModel needs the `onnxruntime` package '
                               '(pip install onnxruntime, or onnxruntime-gpu)') from e
         self.path = os.fspath(path)
         self.session = onnxruntime.InferenceSession(
@@ -74,7 +73,6 @@ class OnnxModel:
         (model_input,) = self.session.get_inputs()
         self.input_name, self.input_shape = model_input.name, list(model_input.shape)
         self.output_names = [output.name for output in self.session.get_outputs()]
-        self.output_name = self.output_names[0]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -138,7 +136,6 @@ class TensorRTModel:
         if len(inputs) != 1 or not outputs:
             raise ValueError(f'{self.path}: expected one input and an output, got {names}')
         self.input_name, self.output_names = inputs[0], outputs
-        self.output_name = outputs[0]
         self.input_shape = list(self.engine.get_tensor_shape(self.input_name))
         self._stream = _cuda_call(self._cudart.cudaStreamCreate())
 
@@ -169,8 +166,3 @@ class TensorRTModel:
     def __call__(self, x: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
         x = _check_input(x, self.input_shape, self.path)
         return _result(_in_batches(self._run, x, _fixed_batch(self.input_shape[0])))
-
-
-# The classes' earlier names (they ran recognizers only).
-OnnxRecognizer = OnnxModel
-TensorRTRecognizer = TensorRTModel

@@ -25,7 +25,7 @@ from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.model_io import build_recognizer, load_weights
 from action_jax.train.scalar_log import ScalarLog
 from action_jax.train.step import TrainState, eval_step, normalize, train_step
-from action_jax.train.tasks import build_task
+from action_jax.train.tasks import Recognition, build_task
 
 
 class _Preemption:
@@ -139,13 +139,15 @@ def test(config, workdir: str) -> dict[str, float]:
     model = build_recognizer(config.model, seed=config.seed, dtype=_dtype(config))
     load_weights(model, config.checkpoint)
     model.eval()
-    # Inference only from here: BatchNorm folded into the convs, and on CPU 3D convs run as
-    # 2D ones (models/fuse.py; same scores within ~2e-6, I3D several times faster on CPU).
-    model = fuse_conv_bn(model, conv3d_as_2d=jax.default_backend() == 'cpu')
+    deployed = config.onnx or config.tensorrt
+    if not deployed:
+        # Inference only from here: BatchNorm folded into the convs, and on CPU 3D convs run
+        # as 2D ones (models/fuse.py; same scores within ~2e-6, I3D several times faster).
+        model = fuse_conv_bn(model)
     task = build_task(model, config, _dtype(config))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = sharding.replicate((params, rest), mesh)
-    step = _deployed_step(config) if config.onnx or config.tensorrt else make_eval_step(task)
+    step = _deployed_step(config, task) if deployed else make_eval_step(task)
     metrics, results = evaluate(task, step, graphdef, params, rest, config.test_dataloader, mesh)
     logging.info('Test metrics: %s', _fmt_metrics(metrics))
     if config.out and jax.process_index() == 0:
@@ -153,15 +155,17 @@ def test(config, workdir: str) -> dict[str, float]:
     return metrics
 
 
-def _deployed_step(config):
+def _deployed_step(config, task):
     """An eval step that runs an exported recognizer (onnxruntime or TensorRT) on the same
     batches, so test mode scores the deployed model with the same data and metrics."""
-    from action_jax.export.runtime import OnnxRecognizer, TensorRTRecognizer
-    runtime = OnnxRecognizer(config.onnx) if config.onnx else TensorRTRecognizer(config.tensorrt)
-    model_cfg = _to_dict(config.model)
+    if not isinstance(task, Recognition):
+        raise ValueError('--config.onnx / --config.tensorrt test recognizers; run exported '
+                         'localizers with action_jax.export.runtime.OnnxModel')
+    from action_jax.export.runtime import OnnxModel, TensorRTModel
+    runtime = OnnxModel(config.onnx) if config.onnx else TensorRTModel(config.tensorrt)
 
     def step(graphdef, params, rest, batch):
-        return runtime(np.asarray(normalize(batch['imgs'], model_cfg, jnp.float32)))
+        return runtime(np.asarray(normalize(batch['imgs'], task.model_cfg, jnp.float32)))
     return step
 
 
