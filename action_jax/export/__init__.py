@@ -71,7 +71,7 @@ from flax import nnx
 from action_jax.models.localizers import LOCALIZERS
 from action_jax.models.localizers.layers import Buffer
 from action_jax.models.recognizers import Recognizer3D
-from action_jax.train.step import DEFAULT_MEAN, DEFAULT_STD
+from action_jax.models.preprocessor import DEFAULT_MEAN, DEFAULT_STD
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'scores'
@@ -250,7 +250,7 @@ def prepare_for_export(model: nnx.Module, softmax: bool = False) -> nnx.Module:
 def _predict_outputs(model: nnx.Module, x: jax.Array) -> tuple[jax.Array, ...]:
     """The model's test-mode outputs for x, float32, in output_names order."""
     if not is_localizer(model):
-        return (model.predict(x).astype(jnp.float32),)
+        return (model.predict_scores(x).astype(jnp.float32),)
     io = LOCALIZER_IO[type(model).__name__]
     out = model.predict({io.batch_key: x})
     if isinstance(out, tuple):  # BMNOutput

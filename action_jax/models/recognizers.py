@@ -1,9 +1,12 @@
 """Recognizers: backbone + classification head, as MMAction2's `recognizers/`.
 
-Inputs are normalised, channels-last clips. The view axis (segments for 2D models; clips x
-crops for 3D models) is folded into the batch before the backbone, like MMAction2.
-  `__call__(x)`   raw head scores (MMAction2's `mode='tensor'`, stage 'head').
-  `predict(x)`    per-video scores after the head's `average_clip` (MMAction2's predict).
+The view axis (segments for 2D models; clips x crops for 3D models) is folded into the
+batch before the backbone, like MMAction2. On normalised, channels-last clips x:
+  `__call__(x)`          raw head scores (MMAction2's `mode='tensor'`, stage 'head').
+  `predict_scores(x)`    per-video scores after the head's `average_clip`.
+On a batch {'imgs': uint8 clips, 'label': ...}, normalised by the `data_preprocessor`:
+  `loss(batch, rng)`     (loss, {'loss', 'top1_acc'}) (MMAction2's `mode='loss'`).
+  `predict(batch)`       float32 per-video scores (MMAction2's `mode='predict'`).
 """
 from collections.abc import Mapping
 
@@ -12,21 +15,24 @@ import jax.numpy as jnp
 from flax import nnx
 
 from action_jax.models.heads import BaseHead
+from action_jax.models.preprocessor import ActionDataPreprocessor
 
 
 class BaseRecognizer(nnx.Module):
     """Shared recognizer logic; subclasses define how the view axis is folded.
 
     `test_cfg=dict(max_testing_views=k)` runs the backbone on at most k views at a time in
-    `predict` (memory only: results are unchanged). `train_cfg`, `data_preprocessor` and
-    `init_cfg` are accepted for config compatibility and not used by the model.
+    `predict` (memory only: results are unchanged). `data_preprocessor` is MMAction2's
+    ActionDataPreprocessor dict; `train_cfg` and `init_cfg` are accepted for config
+    compatibility and not used by the model.
     The backbone provides `frozen_norms()`: the BatchNorms that training keeps in eval mode.
     """
 
     def __init__(self, backbone: nnx.Module, cls_head: BaseHead | None = None,
                  neck: nnx.Module | None = None, train_cfg: Mapping | None = None,
                  test_cfg: Mapping | None = None, data_preprocessor: Mapping | None = None,
-                 init_cfg: Mapping | None = None):
+                 init_cfg: Mapping | None = None, *, dtype=jnp.float32,
+                 rngs: nnx.Rngs | None = None):
         if neck is not None:
             raise NotImplementedError('recognizer necks are not implemented')
         test_cfg = dict(test_cfg or {})
@@ -37,6 +43,8 @@ class BaseRecognizer(nnx.Module):
             raise TypeError('test_cfg max_testing_views must be an int')
         self.backbone = backbone
         self.cls_head = cls_head
+        self.data_preprocessor = ActionDataPreprocessor(**dict(data_preprocessor or {}),
+                                                        dtype=dtype)
         self.train()
 
     def train(self, **attributes) -> None:
@@ -80,11 +88,27 @@ class BaseRecognizer(nnx.Module):
         _, num_segs = self.fold_views(x)
         return self.cls_head(self.extract_feat(x), num_segs)
 
-    def predict(self, x: jax.Array) -> jax.Array:
+    def predict_scores(self, x: jax.Array) -> jax.Array:
         """Per-video scores [N, K] ([N, views, K] when the head's average_clips is None)."""
         _, num_segs = self.fold_views(x)
         scores = self.cls_head(self.extract_feat(x, test_mode=True), num_segs)
         return self.cls_head.predict_by_feat(scores, x.shape[0])
+
+    def loss(self, batch: Mapping[str, jax.Array],
+             rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The head's loss on batch['imgs'] (uint8 clips) and batch['label']; `rng` unused
+        (dropout draws from the model's own rng streams)."""
+        logits = self(self.data_preprocessor(batch['imgs']))
+        labels = batch['label']
+        loss = self.cls_head.loss(logits, labels)
+        metrics = {'loss': loss}
+        if labels.ndim == 1:
+            metrics['top1_acc'] = jnp.mean(jnp.argmax(logits, -1) == labels)
+        return loss, metrics
+
+    def predict(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+        """float32 per-video scores of batch['imgs'] (uint8 clips)."""
+        return self.predict_scores(self.data_preprocessor(batch['imgs'])).astype(jnp.float32)
 
 
 class Recognizer2D(BaseRecognizer):
