@@ -5,6 +5,7 @@ sections are locked, so a misspelt key -- in a file or as `--config.x=y` -- is a
 it. Free-form sections (the `model` dict, each dataset dict, pipelines, schedulers) are checked
 by the component that consumes them, which names the offending key too.
 """
+import ast
 import importlib.util
 import os
 import re
@@ -129,7 +130,10 @@ def parse_flags(argv: list[str]) -> list[str]:
             config = None
         message = dict_override_hint(argv, config) or str(error)
     except (AttributeError, KeyError) as error:  # a misspelt key in an override
-        message = 'unknown config key ' + ' '.join(str(error.args[0]).split('\n'))
+        text = str(error.args[0])
+        if text[:1] in '\'"':  # ConfigDict re-raises the KeyError's repr
+            text = ast.literal_eval(text)
+        message = 'unknown config key ' + '; '.join(text.splitlines())
     sys.stderr.write(f'FATAL Flags parsing error: {message}\n'
                      'Pass --helpshort or --helpfull to see help on flags.\n')
     sys.exit(1)

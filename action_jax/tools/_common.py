@@ -27,7 +27,7 @@ class UserError(Exception):
 
 
 def run(main: Callable[[Sequence[str] | None], object]) -> None:
-    """Run a tool's ``main``; a UserError ends it with its one-line message (exit status 2)."""
+    """Run a tool's ``main``; a UserError ends it with its one-line message (exit status 1)."""
     try:
         main(None)
     except UserError as exc:

@@ -16,7 +16,9 @@ import argparse
 import os
 from typing import Sequence
 
+from action_jax.config import load_config_file
 from action_jax.data.decoding import TRANSFORMS as DECODE_TRANSFORMS, VideoDecodeError
+from action_jax.data.pipeline import build_transform
 from action_jax.tools import _common
 
 INITS = tuple(name for name in DECODE_TRANSFORMS if name.endswith('Init'))
@@ -24,9 +26,6 @@ INITS = tuple(name for name in DECODE_TRANSFORMS if name.endswith('Init'))
 
 def check(path: str, init: dict, min_frames: int = 1) -> str | None:
     """Why ``path`` is unusable for training (None: every frame decodes)."""
-    # Imported here: the pipeline registry pulls in the transforms, which spawned workers
-    # import anyway, but the parent needs them only once.
-    from action_jax.data.pipeline import build_transform
     if not os.path.isfile(path):
         return 'missing'
     try:
@@ -52,10 +51,9 @@ def _job(args: tuple[int, str, dict, int]) -> tuple[int, str | None]:
 
 def decode_steps(config_file: str) -> tuple[dict, int]:
     """The train pipeline's reader step and the frames one clip spans, from a config file."""
-    from ml_collections import config_flags
     try:
-        config = config_flags.load_config_file(config_file)  # noqa  # the absl loader
-    except (OSError, SyntaxError, AttributeError) as exc:
+        config = load_config_file(config_file)
+    except (OSError, SyntaxError, ValueError) as exc:
         raise _common.UserError(f'cannot load config {config_file}: {exc}') from None
     pipeline = config.train_dataloader.dataset.get('pipeline') or []
     init = next((dict(step) for step in pipeline if step.get('type') in INITS), None)
