@@ -190,8 +190,11 @@ def test_build_rawframes_jpg_resized_read_back(synthetic, tmp_path):
         ref = np.stack([cv2.resize(f, (24, 16), interpolation=cv2.INTER_LINEAR) for f in ref])
         imgs = pipeline(info, np.random.default_rng(0))['imgs']
         assert imgs.shape == (T, 16, 24, 3)
-        # JPEG at quality 95 with 4:2:0 chroma: a few levels on average on these textures.
-        assert np.abs(imgs.astype(int) - ref).mean() < 4
+        # JPEG at quality 95 with 4:2:0 chroma loses ~2 levels on average on these noisy
+        # textures; each frame must also be nearest to its own reference frame (the order).
+        dist = np.abs(imgs[:, None].astype(int) - ref[None]).mean(axis=(2, 3, 4))
+        np.testing.assert_array_equal(dist.argmin(axis=1), np.arange(T))
+        assert dist.diagonal().max() < 4
 
 
 # ------------------------------------------------------------------ transcode_videos
