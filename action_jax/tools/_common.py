@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -11,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from action_jax.data.decoding import VideoReader
+from action_jax.data.decoding import VideoDecodeError, VideoReader
 from action_jax.progress import track
 
 T = TypeVar('T')
@@ -38,6 +39,52 @@ def run(main: Callable[[Sequence[str] | None], object]) -> None:
 def add_workers_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--workers', type=int, default=1,
                         help='worker processes (default 1: in this process)')
+
+
+def add_video_tree_args(parser: argparse.ArgumentParser, out_help: str,
+                        short_side_help: str) -> None:
+    """SRC OUT --short-side --workers: the arguments of the tools that convert a video tree."""
+    parser.add_argument('src', help='folder of videos (any depth, e.g. SRC/<class>/<video>)')
+    parser.add_argument('out', help=out_help)
+    parser.add_argument('--short-side', type=int, default=256, help=short_side_help)
+    add_workers_arg(parser)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Make ``out`` from ``video``: ``make(video, out, *options)`` returns a value, e.g. the
+    frame count; an ``out`` that exists is skipped and valued by ``existing(out)``."""
+
+    name: str
+    video: str
+    out: str
+    make: Callable[..., object]
+    options: tuple = ()
+    existing: Callable[[str], object] | None = None
+
+
+def _run_job(job: Job) -> tuple[str, str, object]:
+    """(name, 'written' / 'skipped' / why the video failed, value)."""
+    if os.path.exists(job.out):
+        return job.name, 'skipped', job.existing(job.out) if job.existing else None
+    try:
+        return job.name, 'written', job.make(job.video, job.out, *job.options)
+    except VideoDecodeError as exc:
+        return job.name, exc.reason, None
+
+
+def run_jobs(jobs: Sequence[Job], workers: int,
+             description: str) -> tuple[dict[str, object], dict[str, int]]:
+    """Run ``jobs``, printing each failure; the values of the outputs there, and the counts."""
+    values, summary = {}, {'written': 0, 'skipped': 0, 'failed': 0}
+    for name, outcome, value in parallel_map(_run_job, jobs, workers, description):
+        if outcome in ('written', 'skipped'):
+            summary[outcome] += 1
+            values[name] = value
+        else:
+            summary['failed'] += 1
+            print(f'failed: {name}: {outcome}')
+    return values, summary
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int,
@@ -68,6 +115,8 @@ def find_videos(root: str) -> list[str]:
         for name in filenames:
             if not name.startswith('.') and name.lower().endswith(VIDEO_EXTENSIONS):
                 found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    if not found:
+        raise UserError(f'no videos under {root}')
     return sorted(found)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-from collections import defaultdict
 from typing import Sequence
 
 import numpy as np

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import cv2
 
-from action_jax.data.decoding import VideoDecodeError, open_video
+from action_jax.data.decoding import open_video
 from action_jax.tools import _common
 
 FRAME_TMPL = 'img_{:05d}'
@@ -60,47 +60,25 @@ def extract(video: str, frame_dir: str, short_side: int = 0, ext: str = 'jpg') -
     return count
 
 
-def _job(args: tuple[str, str, str, int, str]) -> tuple[str, int | None, str]:
-    """(name, frame count or None, 'written' / 'skipped' / the reason it failed)."""
-    name, video, frame_dir, short_side, ext = args
-    if os.path.isdir(frame_dir):
-        return name, count_frames(frame_dir), 'skipped'
-    try:
-        return name, extract(video, frame_dir, short_side, ext), 'written'
-    except VideoDecodeError as exc:
-        return name, None, exc.reason
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='folder of videos (any depth, e.g. SRC/<class>/<video>)')
-    parser.add_argument('out', help='output folder of frame folders')
-    parser.add_argument('--short-side', type=int, default=256,
-                        help='resize frames to this short side (0: keep the size)')
+    _common.add_video_tree_args(parser, 'output folder of frame folders',
+                                'resize frames to this short side (0: keep the size)')
     parser.add_argument('--ext', choices=('jpg', 'png'), default='jpg',
                         help='frame image format (png is lossless)')
-    _common.add_workers_arg(parser)
     args = parser.parse_args(argv)
     if args.short_side < 0:
         raise _common.UserError(f'--short-side must be >= 0, got {args.short_side}')
-    videos = _common.find_videos(args.src)
-    if not videos:
-        raise _common.UserError(f'no videos under {args.src}')
-    jobs = [(os.path.splitext(rel)[0], os.path.join(args.src, rel),
-             os.path.join(args.out, os.path.splitext(rel)[0]), args.short_side, args.ext)
-            for rel in videos]
-    counts, status = {}, {'written': 0, 'skipped': 0}
-    for name, count, outcome in _common.parallel_map(_job, jobs, args.workers, 'Extracting'):
-        if count is None:
-            print(f'failed: {name}: {outcome}')
-        else:
-            counts[name] = count
-            status[outcome] += 1
+    jobs = []
+    for rel in _common.find_videos(args.src):
+        name = os.path.splitext(rel)[0]
+        jobs.append(_common.Job(name, os.path.join(args.src, rel), os.path.join(args.out, name),
+                                extract, (args.short_side, args.ext), count_frames))
+    counts, summary = _common.run_jobs(jobs, args.workers, 'Extracting')
     _common.write_text(os.path.join(args.out, COUNTS_FILE),
                        (f'{name} {counts[name]}' for name in sorted(counts)))
-    failed = len(videos) - len(counts)
-    print(f'{status["written"]} videos extracted, {status["skipped"]} already there, '
-          f'{failed} failed; frame counts in {os.path.join(args.out, COUNTS_FILE)}')
+    print(f'{summary["written"]} videos extracted, {summary["skipped"]} already there, '
+          f'{summary["failed"]} failed; frame counts in {os.path.join(args.out, COUNTS_FILE)}')
     return counts
 
 

@@ -21,7 +21,7 @@ from typing import Sequence
 import av
 import numpy as np
 
-from action_jax.data.decoding import VideoDecodeError, open_video
+from action_jax.data.decoding import open_video
 from action_jax.tools import _common
 
 
@@ -63,45 +63,22 @@ def _scaled(rgb: np.ndarray, width: int, height: int) -> av.VideoFrame:
                           interpolation='BILINEAR')
 
 
-def _job(args: tuple[str, str, str, int, int, int]) -> tuple[str, str]:
-    """(relative path, 'written' / 'skipped' / the reason it failed)."""
-    rel, video, out, short_side, gop, crf = args
-    if os.path.exists(out):
-        return rel, 'skipped'
-    try:
-        transcode(video, out, short_side, gop, crf)
-    except VideoDecodeError as exc:
-        return rel, exc.reason
-    return rel, 'written'
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='folder of videos (any depth)')
-    parser.add_argument('out', help='output folder (same relative paths, .mp4)')
-    parser.add_argument('--short-side', type=int, default=256,
-                        help='output short side in pixels (0: keep the size, made even)')
+    _common.add_video_tree_args(parser, 'output folder (same relative paths, .mp4)',
+                                'output short side in pixels (0: keep the size, made even)')
     parser.add_argument('--gop', type=int, default=16, help='frames between keyframes')
     parser.add_argument('--crf', type=int, default=23,
                         help='x264 constant rate factor (quality; lower is better)')
-    _common.add_workers_arg(parser)
     args = parser.parse_args(argv)
     if args.short_side < 0 or args.gop < 1:
         raise _common.UserError(f'need --short-side >= 0 and --gop >= 1, got '
                                 f'{args.short_side} and {args.gop}')
-    videos = _common.find_videos(args.src)
-    if not videos:
-        raise _common.UserError(f'no videos under {args.src}')
-    jobs = [(rel, os.path.join(args.src, rel),
-             os.path.join(args.out, os.path.splitext(rel)[0] + '.mp4'),
-             args.short_side, args.gop, args.crf) for rel in videos]
-    summary = {'written': 0, 'skipped': 0, 'failed': 0}
-    for rel, outcome in _common.parallel_map(_job, jobs, args.workers, 'Transcoding'):
-        if outcome in summary:
-            summary[outcome] += 1
-        else:
-            summary['failed'] += 1
-            print(f'failed: {rel}: {outcome}')
+    jobs = [_common.Job(rel, os.path.join(args.src, rel),
+                        os.path.join(args.out, os.path.splitext(rel)[0] + '.mp4'),
+                        transcode, (args.short_side, args.gop, args.crf))
+            for rel in _common.find_videos(args.src)]
+    _, summary = _common.run_jobs(jobs, args.workers, 'Transcoding')
     print(f'{summary["written"]} videos transcoded, {summary["skipped"]} already there, '
           f'{summary["failed"]} failed')
     return summary
