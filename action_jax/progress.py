@@ -1,8 +1,9 @@
 """Progress bars for long loops: ``for item in track(items, 'Decoding'): ...``.
 
 A bar shows the description, done/total, elapsed time and the ETA (rich.progress, on stderr so
-that piped stdout stays clean). It is drawn only on a terminal and only on JAX process 0, so
-logs, CI output and the other hosts of a multi-host job stay quiet.
+that it never mixes with results on stdout). It is drawn only when stdout and stderr are both a
+terminal and only on JAX process 0, so redirected output, CI logs and the other hosts of a
+multi-host job stay quiet.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def _process_index() -> int:
 
 
 def enabled() -> bool:
-    """Whether bars are drawn: stderr is a terminal and this is process 0."""
-    return sys.stderr.isatty() and _process_index() == 0
+    """Whether bars are drawn: stdout and stderr are a terminal and this is process 0."""
+    return sys.stdout.isatty() and sys.stderr.isatty() and _process_index() == 0
 
 
 def track(iterable: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:

@@ -19,6 +19,7 @@ def test_bar_shows_count_and_eta(capsys, monkeypatch):
 
 
 def test_only_process_zero_draws(monkeypatch):
+    monkeypatch.setattr(sys.stdout, 'isatty', lambda: True)
     monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
     for index, drawn in ((0, True), (1, False)):
         monkeypatch.setitem(sys.modules, 'jax', types.SimpleNamespace(process_index=lambda: index))
