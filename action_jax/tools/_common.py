@@ -132,13 +132,18 @@ def publish(partial: str, path: str) -> None:
     os.replace(partial, path)
 
 
+def discard(path: str) -> None:
+    """Remove the file or folder ``path`` if it is there."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
 def clear_partial(path: str) -> str:
     """The partial name of ``path``, emptied of what an interrupted run left there."""
     partial = partial_path(path)
-    if os.path.isdir(partial):
-        shutil.rmtree(partial)
-    elif os.path.exists(partial):
-        os.remove(partial)
+    discard(partial)
     os.makedirs(os.path.dirname(partial) or '.', exist_ok=True)
     return partial
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from typing import Sequence
 
 import cv2
@@ -54,7 +53,7 @@ def extract(video: str, frame_dir: str, short_side: int = 0, ext: str = 'jpg') -
         finally:
             reader.close()
     except BaseException:
-        shutil.rmtree(partial)
+        _common.discard(partial)
         raise
     _common.publish(partial, frame_dir)
     return count

@@ -3,13 +3,13 @@
     python -m action_jax.tools.transcode_videos SRC OUT [--short-side 256] [--gop 16]
         [--crf 23] [--workers N]
 
-Every video under SRC is written to the same relative path under OUT as H.264 (libx264,
-yuv420p, MP4): resized to the short side (even sizes, as yuv420p needs), a keyframe exactly
-every ``--gop`` frames (no scene-cut keyframes), the frames of the project's PyAV reader at
-the source's average frame rate. Random access then decodes at most ``gop - 1`` frames that
-nobody asked for: MMAction2 measured its TSN pipeline 2.3x faster on such videos (see
-benchmarks/RESULTS.md for this project). Existing outputs are skipped; each is written under
-a hidden partial name and renamed when complete.
+Every video under SRC is written to the same relative path under OUT as H.264 (libx264
+'veryfast', yuv420p, MP4): resized to the short side (even sizes, as yuv420p needs), a
+keyframe exactly every ``--gop`` frames (no scene-cut keyframes), the frames of the project's
+PyAV reader at the source's average frame rate. Random access then decodes at most
+``gop - 1`` frames that nobody asked for: MMAction2 measured its TSN pipeline 2.3x faster on
+such videos (see benchmarks/RESULTS.md for this project). Existing outputs are skipped; each
+is written under a hidden partial name and renamed when complete.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def transcode(video: str, out: str, short_side: int = 256, gop: int = 16, crf: i
                 container.mux(stream.encode(_scaled(frame, stream.width, stream.height)))
             container.mux(stream.encode())
     except BaseException:
-        os.remove(partial)
+        _common.discard(partial)
         raise
     finally:
         reader.close()
