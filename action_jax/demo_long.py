@@ -125,8 +125,9 @@ def draw(frames: np.ndarray, results: Sequence[dict[str, Any]],
             cv2.putText(frame, f'{name}: {score:.2f}', (4, (i + 1) * line_h),
                         cv2.FONT_HERSHEY_DUPLEX, font_scale, _TEXT_COLOUR, 1, cv2.LINE_AA)
         frame[height - bar_h:] = bar
-        x = f * width // n
-        frame[height - bar_h:, x:x + max(1, width // 100)] = _TEXT_COLOUR
+        cursor = max(2, width // 100)  # 2 px at least: 1 would blur away in the H.264
+        x = min(f * width // n, width - cursor)
+        frame[height - bar_h:, x:x + cursor] = _TEXT_COLOUR
     return out
 
 
