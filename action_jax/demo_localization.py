@@ -18,19 +18,22 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 from PIL import Image, ImageDraw
 
+from action_jax.apis import init_localizer
 from action_jax.data.decoding import VideoDecodeError, open_video
+from action_jax.localization.data import LoadLocalizationFeature
 from action_jax.localization.visualize import _LABEL_WIDTH, _MARGIN, draw_proposals
+from action_jax.windows import CHECKPOINT_HELP, checkpoint_or_none
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('features', help="the video's feature csv (extract_features)")
     parser.add_argument('config', help='BMN config file')
-    parser.add_argument('checkpoint', help="action_jax checkpoint/workdir or MMAction2 .pth; "
-                                           "'none': random weights")
+    parser.add_argument('checkpoint', type=checkpoint_or_none, help=CHECKPOINT_HELP)
     parser.add_argument('--video', required=True, help='the video the features come from')
     parser.add_argument('--out', required=True, help='output PNG')
     parser.add_argument('--ann-file', default=None,
@@ -66,8 +69,6 @@ def video_entry(video: str, ann_file: str | None) -> tuple[str, dict[str, Any]]:
 
 def propose(model, features_csv: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """BMN's proposals [{'segment': [s0, s1], 'score'}] for one feature csv, best first."""
-    import jax
-    from action_jax.localization.data import LoadLocalizationFeature
     feature = LoadLocalizationFeature(model.temporal_dim)(
         {'feature_path': features_csv})['raw_feature']
     prediction = model.predict({'inputs': feature[None]})
@@ -109,11 +110,9 @@ def render(video: str, name: str, entry: dict[str, Any], proposals: list[dict[st
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    from action_jax.apis import init_localizer
     try:
         name, entry = video_entry(args.video, args.ann_file)
-        checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
-        model = init_localizer(args.config, checkpoint, device=args.device)
+        model = init_localizer(args.config, args.checkpoint, device=args.device)
         if not hasattr(model, 'post_process') or not hasattr(model, 'temporal_dim'):
             raise ValueError(f'{args.config}: the model is a {type(model).__name__}, not a BMN')
         proposals = propose(model, args.features, entry)

@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from action_jax import apis, windows
 from action_jax.data.decoding import VideoDecodeError, open_video
 from action_jax.demo import read_frames, write_output
 from action_jax.label_map import read_label_map
@@ -36,8 +37,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('video', help='video file or rawframes directory')
     parser.add_argument('config', help='recognizer config file (get_config())')
-    parser.add_argument('checkpoint', help="MMAction2 .pth or action_jax checkpoint/workdir; "
-                                           "'none': random weights")
+    parser.add_argument('checkpoint', type=windows.checkpoint_or_none,
+                        help=windows.CHECKPOINT_HELP)
     parser.add_argument('label', help='label map file (one class name per line)')
     parser.add_argument('--out', required=True, help='output .mp4 (or .gif)')
     parser.add_argument('--out-json', default=None, help='per-window predictions (json)')
@@ -73,7 +74,6 @@ def recognise_windows(model, frames: np.ndarray, window: int, stride: int,
                       ) -> list[dict[str, Any]]:
     """[{start_frame, end_frame, start_second, end_second, predictions: [[label, score]]}]
     per window; predictions are the top-k scoring at least `threshold`, best first."""
-    from action_jax import apis, windows
     clip_len, num_clips = windows.sample_shape(model)
     samples = clip_len * num_clips
     windows.check_window(model, samples)
@@ -133,13 +133,10 @@ def draw(frames: np.ndarray, results: Sequence[dict[str, Any]],
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    from action_jax.apis import init_recognizer
-    from action_jax.windows import check_label_map
     try:
         labels = read_label_map(args.label)
-        checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
-        model = init_recognizer(args.config, checkpoint, device=args.device)
-        check_label_map(model, labels, args.label)
+        model = apis.init_recognizer(args.config, args.checkpoint, device=args.device)
+        windows.check_label_map(model, labels, args.label)
         frames, fps = load_video(args.video, args.fps)
         results = recognise_windows(model, frames, args.window, args.stride, labels,
                                     args.top_k, args.threshold, fps)

@@ -41,6 +41,14 @@ def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
         yield from progress.track(items, total=total, description=description)
 
 
+CHECKPOINT_HELP = "MMAction2 .pth or action_jax checkpoint/workdir; 'none': random weights"
+
+
+def checkpoint_or_none(value: str) -> str | None:
+    """A CHECKPOINT argument: 'none' (any case) keeps the random initialisation."""
+    return None if value.lower() == 'none' else value
+
+
 def window_starts(num_frames: int, window: int, stride: int,
                   cover_tail: bool = False) -> np.ndarray:
     """First frame of each window: every `stride` frames while a whole window fits (one

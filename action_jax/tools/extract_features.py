@@ -35,14 +35,16 @@ from typing import Any
 
 import numpy as np
 
+from action_jax import windows
+from action_jax.apis import init_recognizer
 from action_jax.data.decoding import VideoDecodeError, open_video
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='recognizer config file (get_config())')
-    parser.add_argument('checkpoint', nargs='?', default='none',
-                        help="MMAction2 .pth or action_jax checkpoint; 'none': random weights")
+    parser.add_argument('checkpoint', nargs='?', default='none', type=windows.checkpoint_or_none,
+                        help=windows.CHECKPOINT_HELP)
     parser.add_argument('--list', required=True, help='video list file (path per line)')
     parser.add_argument('--data-prefix', default='', help='directory the list paths start in')
     parser.add_argument('--out', required=True, help='output directory of the csv files')
@@ -117,9 +119,7 @@ class Extractor:
     """Loads videos into window clips (thread-safe) and runs the backbone on them."""
 
     def __init__(self, model, clip_len: int, stride: int, batch_size: int):
-        from action_jax import windows
         windows.check_window(model, clip_len)
-        self.windows = windows
         self.model = model
         self.clip_len, self.stride, self.batch_size = clip_len, stride, batch_size
         self.pipeline = windows.frame_pipeline(model)
@@ -132,13 +132,13 @@ class Extractor:
             fps = reader.fps
         finally:
             reader.close()
-        starts = self.windows.window_starts(len(frames), self.clip_len, self.stride)
-        clips = self.windows.window_clips(self.model, frames, starts, self.clip_len,
+        starts = windows.window_starts(len(frames), self.clip_len, self.stride)
+        clips = windows.window_clips(self.model, frames, starts, self.clip_len,
                                           pipeline=self.pipeline)
         return clips, video_info(len(frames), fps, self.clip_len, self.stride)
 
     def features(self, clips: np.ndarray) -> np.ndarray:
-        return self.windows.window_features(self.model, clips, self.batch_size)
+        return windows.window_features(self.model, clips, self.batch_size)
 
 
 def probe(path: str, clip_len: int, stride: int) -> dict[str, Any]:
@@ -171,8 +171,6 @@ def _prefetch(fn, items: Sequence[Any], workers: int) -> Iterator[tuple[Any, Any
 
 def extract(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """Runs the extraction; returns (annotation database, failure lines)."""
-    from action_jax.apis import init_recognizer
-    from action_jax.windows import track
     videos = read_video_list(args.list)
     database: dict[str, Any] = {}
     if os.path.exists(args.ann_file):
@@ -182,8 +180,7 @@ def extract(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
             except json.JSONDecodeError as e:
                 raise ValueError(f'{args.ann_file}: not a json file ({e})') from e
     os.makedirs(args.out, exist_ok=True)
-    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
-    extractor = Extractor(init_recognizer(args.config, checkpoint, device=args.device),
+    extractor = Extractor(init_recognizer(args.config, args.checkpoint, device=args.device),
                           args.clip_len, args.stride, args.batch_size)
 
     def csv_path(name: str) -> str:
@@ -195,7 +192,7 @@ def extract(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     todo = [(n, r) for n, r in videos if args.overwrite or not os.path.exists(csv_path(n))]
     infos: dict[str, dict[str, Any]] = {}
     failures = []
-    for (name, rel), loaded in track(
+    for (name, rel), loaded in windows.track(
             _prefetch(lambda v: extractor.load(source(v[1])), todo, args.workers),
             len(todo), 'extracting features'):
         if isinstance(loaded, (VideoDecodeError, OSError, ValueError)):
