@@ -134,7 +134,7 @@ class Extractor:
             reader.close()
         starts = windows.window_starts(len(frames), self.clip_len, self.stride)
         clips = windows.window_clips(self.model, frames, starts, self.clip_len,
-                                          pipeline=self.pipeline)
+                                     pipeline=self.pipeline)
         return clips, video_info(len(frames), fps, self.clip_len, self.stride)
 
     def features(self, clips: np.ndarray) -> np.ndarray:
