@@ -59,7 +59,7 @@ def jaxpr_macs(jaxpr, scope: Path = (), times: int = 1,
     (jit, remat, scan bodies times their length) included."""
     counts = collections.Counter() if counts is None else counts
     for eqn in jaxpr.eqns:
-        path = scope + tuple(p for p in str(eqn.source_info.name_stack).split('/') if p)
+        path = scope + _split(str(eqn.source_info.name_stack).split('/'))
         rule = MAC_RULES.get(eqn.primitive.name)
         if rule is not None:
             counts[path] += times * rule(eqn)
@@ -67,6 +67,15 @@ def jaxpr_macs(jaxpr, scope: Path = (), times: int = 1,
         for sub in _subjaxprs(eqn):
             jaxpr_macs(sub, path, times * repeat, counts)
     return counts
+
+
+def _call_owner(module) -> type | None:
+    return next((c for c in type(module).__mro__ if '__call__' in c.__dict__), None)
+
+
+def _split(scopes) -> Path:
+    """A name stack's module path: scopes are split at '/', module names at '.'."""
+    return tuple(p for scope in scopes for p in scope.split('.') if p)
 
 
 @contextlib.contextmanager
@@ -89,17 +98,21 @@ def module_scopes(norm_flops: collections.Counter):
             finally:
                 stack.pop()
             if isinstance(self, nnx.BatchNorm):
-                norm_flops[tuple(names[i] for i in stack) + (names[id(self)],)] += 2 * out.size
+                norm_flops[_split([*(names[i] for i in stack), names[id(self)]])] += 2 * out.size
             return out
         return scoped
 
     def name(model: nnx.Module) -> None:
-        for path, module in nnx.iter_modules(model):
-            if not path:
+        modules = dict(nnx.iter_modules(model))
+        for path, module in modules.items():
+            owner = _call_owner(module)
+            if not path or owner is None:  # containers (nnx.List) are never called
                 continue
-            names[id(module)] = str(path[-1])
-            owner = next((c for c in type(module).__mro__ if '__call__' in c.__dict__), None)
-            if owner is not None and owner not in patched:  # containers (nnx.List) have none
+            # Scopes nest by call: a block of layer1 (an nnx.List) is called by the backbone.
+            caller = max((p for p in modules if path[:len(p)] == p != path
+                          and _call_owner(modules[p])), key=len)
+            names[id(module)] = '.'.join(str(p) for p in path[len(caller):])
+            if owner not in patched:
                 patched[owner] = owner.__dict__['__call__']
                 owner.__call__ = wrap(patched[owner])
 
