@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from action_jax.apis import load_config
+
 Path = tuple[str, ...]
 CROPS = ('CenterCrop', 'ThreeCrop', 'TenCrop')
 
@@ -214,7 +216,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help='input size as MMAction2: H | H W | N C H W | N C T H W')
     parser.add_argument('--max-depth', type=int, default=2, help='module levels in the table')
     args = parser.parse_args(argv)
-    from action_jax.apis import load_config
     try:
         config = load_config(args.config)
     except (FileNotFoundError, AttributeError) as e:
