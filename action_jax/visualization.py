@@ -11,7 +11,10 @@ FORMATS = ('.png', '.svg', '.pdf')
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("pictures need matplotlib: pip install 'action_jax[vis]'") from None
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt

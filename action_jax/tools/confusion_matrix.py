@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
         shown = cm[np.ix_(index, index)].astype(np.float64)
         if args.normalize:
             shown = shown / np.maximum(cm[index].sum(axis=1, keepdims=True), 1)
-        title = args.title or f'{os.path.basename(args.results)}: {len(labels)} videos'
+        title = args.title or (f'{os.path.basename(args.results)}: {len(labels)} videos'
+                               + (', rows normalised' if args.normalize else ''))
         save_figure(plot_confusion_matrix(shown, [names[i] for i in index], title,
                                           args.normalize), args.out)
         print(f'The confusion matrix is saved at {args.out}.')
