@@ -64,6 +64,10 @@ def test_get_flops_cli_prints_mmaction2_units(capsys):
     assert result['shape'] == (1, 8, 224, 224, 3)
     with pytest.raises(SystemExit, match='give 1, 2, 4 or 5'):
         get_flops.main([str(REPO / 'configs' / 'tsm_k400.py'), '--shape', '1', '2', '3'])
+    with pytest.raises(SystemExit, match=r'input \(1, 7, 224, 224, 3\): cannot reshape'):
+        get_flops.main([str(REPO / 'configs' / 'tsm_k400.py'), '--shape', '7', '3', '224', '224'])
+    with pytest.raises(SystemExit, match="model type 'BMN'; get_flops counts recognizers"):
+        get_flops.main([str(REPO / 'configs' / 'bmn_anet.py')])
     with pytest.raises(SystemExit, match='does not exist'):
         get_flops.main(['no_such_config.py'])
 

@@ -28,6 +28,7 @@ from action_jax.apis import load_config
 
 Path = tuple[str, ...]
 CROPS = ('CenterCrop', 'ThreeCrop', 'TenCrop')
+RECOGNIZERS = ('Recognizer2D', 'Recognizer3D')
 
 
 def _dot_macs(eqn) -> int:
@@ -163,10 +164,6 @@ def format_size(n: float) -> str:
     return str(int(n))
 
 
-def _is_3d(model_cfg: Mapping) -> bool:
-    return model_cfg.get('type') == 'Recognizer3D'
-
-
 def default_shape(config) -> tuple[int, ...]:
     """One test view of the config's test pipeline, channels-last."""
     pipeline = config.test_dataloader.dataset.get('pipeline') or []
@@ -176,7 +173,7 @@ def default_shape(config) -> tuple[int, ...]:
         raise SystemExit('the test pipeline has no SampleFrames or crop: give --shape')
     size = (crop, crop) if isinstance(crop, int) else tuple(crop)[::-1]  # (w, h) -> (h, w)
     frames = sample.get('clip_len', 1)
-    if not _is_3d(config.model):
+    if config.model.get('type') != 'Recognizer3D':
         frames *= sample.get('num_clips', 1)
     return (1, frames, *size, 3)
 
@@ -220,8 +217,14 @@ def main(argv: list[str] | None = None) -> dict:
         config = load_config(args.config)
     except (FileNotFoundError, AttributeError) as e:
         raise SystemExit(str(e)) from None
+    if config.model.get('type') not in RECOGNIZERS:
+        raise SystemExit(f'{args.config}: model type {config.model.get("type")!r}; get_flops '
+                         f'counts recognizers ({", ".join(RECOGNIZERS)})')
     shape = input_shape(config, args.shape)
-    params, flops = model_complexity(config.model.to_dict(), shape)
+    try:
+        params, flops = model_complexity(config.model.to_dict(), shape)
+    except (TypeError, ValueError) as e:  # shapes the model cannot take
+        raise SystemExit(f'{args.config}: input {shape}: {str(e).splitlines()[0]}') from None
     total_flops, total_params = sum(flops.values()), sum(params.values())
     print(table(params, flops, args.max_depth))
     line = '=' * 30
