@@ -26,7 +26,7 @@ def assert_png(path, min_bytes=5_000):
 # --- get_flops -------------------------------------------------------------------------------
 
 def _complexity(name, shape=None):
-    config = get_flops.load_config(str(REPO / 'configs' / f'{name}.py'))
+    config = get_flops.load_config_arg(str(REPO / 'configs' / f'{name}.py'))
     input_shape = get_flops.input_shape(config, shape)
     params, flops = get_flops.model_complexity(config.model.to_dict(), input_shape)
     return input_shape, params, flops
@@ -241,6 +241,7 @@ def test_browse_dataset(data_dir, tmp_path):
     (strip,) = browse_dataset.main([config, '--out', str(tmp_path), '--num-samples', '1',
                                     '--split', 'val', '--format', 'png'])
     with Image.open(strip) as image:
-        assert image.size == (4 * 128, 128 + 24)  # 4 frames in a row under a caption band
+        # 4 frames in a row, 4 px apart, under a 24 px caption band.
+        assert image.size == (4 * 128 + 3 * 4, 24 + 128)
     with pytest.raises(SystemExit, match='no such label map'):
         browse_dataset.main([config, '--out', str(tmp_path), '--label-map', 'missing.txt'])

@@ -18,10 +18,10 @@ import re
 import numpy as np
 from PIL import Image, ImageDraw
 
-from action_jax.apis import load_config
 from action_jax.data.datasets import build_dataset
 from action_jax.data.pipeline import Compose
 from action_jax.label_map import read_label_map
+from action_jax.tools import load_config_arg
 
 # Shaping and packing only change the layout; the frames before them are what is shown.
 LAYOUT_STEPS = ('FormatShape', 'PackActionInputs', 'Collect', 'ToTensor')
@@ -46,15 +46,17 @@ def save_gif(frames: np.ndarray, path: str, fps: float) -> None:
                    duration=int(1000 / fps), loop=0)
 
 
-def save_strip(frames: np.ndarray, path: str, caption: str, per_row: int = 8) -> None:
+def save_strip(frames: np.ndarray, path: str, caption: str, per_row: int = 8,
+               gap: int = 4) -> None:
+    """Frames left to right in rows of `per_row`, `gap` white pixels apart, under a caption."""
     images = [_enlarged(f) for f in frames]
     w, h = images[0].size
-    rows = -(-len(images) // per_row)
+    columns, rows = min(per_row, len(images)), -(-len(images) // per_row)
     band = 24
-    sheet = Image.new('RGB', (w * min(per_row, len(images)), h * rows + band), 'white')
+    sheet = Image.new('RGB', (columns * (w + gap) - gap, band + rows * (h + gap) - gap), 'white')
     ImageDraw.Draw(sheet).text((4, 6), caption, fill='black')
     for i, image in enumerate(images):
-        sheet.paste(image, ((i % per_row) * w, band + (i // per_row) * h))
+        sheet.paste(image, ((i % per_row) * (w + gap), band + (i // per_row) * (h + gap)))
     sheet.save(path)
 
 
@@ -78,10 +80,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument('--label-map', help='class names, one a line')
     parser.add_argument('--seed', type=int, default=0, help='seeds the random augmentation')
     args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except (FileNotFoundError, AttributeError) as e:
-        raise SystemExit(str(e)) from None
+    config = load_config_arg(args.config)
     dataset_cfg = config[f'{args.split}_dataloader'].dataset.to_dict()
     if not dataset_cfg:
         raise SystemExit(f'{args.config}: {args.split}_dataloader has no dataset')

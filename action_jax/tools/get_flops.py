@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from action_jax.apis import load_config
+from action_jax.tools import load_config_arg
 
 Path = tuple[str, ...]
 CROPS = ('CenterCrop', 'ThreeCrop', 'TenCrop')
@@ -213,10 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help='input size as MMAction2: H | H W | N C H W | N C T H W')
     parser.add_argument('--max-depth', type=int, default=2, help='module levels in the table')
     args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except (FileNotFoundError, AttributeError) as e:
-        raise SystemExit(str(e)) from None
+    config = load_config_arg(args.config)
     if config.model.get('type') not in RECOGNIZERS:
         raise SystemExit(f'{args.config}: model type {config.model.get("type")!r}; get_flops '
                          f'counts recognizers ({", ".join(RECOGNIZERS)})')
