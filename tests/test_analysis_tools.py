@@ -113,7 +113,7 @@ def test_plot_curve_errors(runs, tmp_path):
     with pytest.raises(SystemExit, match='no such file'):
         analyze_logs.main(['plot_curve', str(tmp_path / 'missing'), '--keys', 'loss'])
     with pytest.raises(SystemExit, match='--legend: 1 names for 2'):
-        analyze_logs.main(['plot_curve', *runs, '--legend', 'A'])
+        analyze_logs.main(['plot_curve', *runs, '--keys', 'loss', '--legend', 'A'])
     bad = tmp_path / 'bad'
     bad.mkdir()
     (bad / 'scalars.jsonl').write_text('{"step": 1, "loss": 1}\n{"loss": 2}\n')

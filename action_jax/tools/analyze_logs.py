@@ -21,6 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
+
 def scalars_file(workdir: str) -> str:
     path = workdir if workdir.endswith('.jsonl') else os.path.join(workdir, 'scalars.jsonl')
     if not os.path.isfile(path):
@@ -40,7 +41,8 @@ def load_records(workdir: str) -> list[dict]:
                 record = json.loads(line)
                 record['step'] = int(record['step'])
             except (ValueError, KeyError, TypeError) as e:
-                raise SystemExit(f'{path}:{lineno}: not a {{"step": N, ...}} record ({e})')
+                raise SystemExit(f'{path}:{lineno}: not a {{"step": N, ...}} record ({e})') \
+                    from None
             records.append(record)
     return records
 
@@ -55,18 +57,26 @@ def series(records: list[dict], key: str, where: str) -> tuple[str, list, list]:
     raise SystemExit(f'{where} has no key {key!r}; it has: {", ".join(keys)}')
 
 
+def _run_name(workdir: str) -> str:
+    path = os.path.normpath(workdir)
+    return os.path.basename(os.path.dirname(path) if path.endswith('.jsonl') else path) or path
+
+
 def plot_curve(args) -> str:
     from action_jax.visualization import figure, save_figure
-    runs = [(load_records(w), scalars_file(w)) for w in args.workdirs]
-    legend = args.legend or [os.path.basename(os.path.normpath(w)) or w for w in args.workdirs]
-    if len(legend) != len(runs):
-        raise SystemExit(f'--legend: {len(legend)} names for {len(runs)} work dirs')
+    # Every key of every run first, so that a missing one stops before any drawing.
+    curves = [[series(load_records(w), key, scalars_file(w)) for key in args.keys]
+              for w in args.workdirs]
+    legend = args.legend or [_run_name(w) for w in args.workdirs]
+    if len(legend) != len(curves):
+        raise SystemExit(f'--legend: {len(legend)} names for {len(curves)} work dirs')
     fig, axes = figure(len(args.keys), title=args.title)
-    for ax, key in zip(axes, args.keys):
-        for (records, where), name in zip(runs, legend):
-            found, steps, values = series(records, key, where)
+    for j, ax in enumerate(axes):
+        for run, name in zip(curves, legend):
+            _, steps, values = run[j]
             # Validation is logged a few times per run: show its points.
             ax.plot(steps, values, marker='o' if len(steps) < 30 else None, label=name)
+        found = curves[0][j][0]
         ax.set_xlabel('iter')
         ax.set_ylabel(found)
         ax.set_title(found)
