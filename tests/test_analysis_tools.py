@@ -57,6 +57,16 @@ def test_get_flops_per_module_by_hand():
     assert totals[()] == sum(flops.values())
 
 
+def test_get_flops_counts_the_math_not_the_layout():
+    # i3d_synthetic computes its 3D convs as sums of 2D ones (Conv3dAs2d): the same MACs.
+    config = get_flops.load_config_arg(str(REPO / 'configs' / 'i3d_synthetic.py'))
+    shape = get_flops.input_shape(config, None)
+    model = config.model.to_dict()
+    as_2d = get_flops.model_complexity(model, shape)[1]
+    model['backbone']['conv_cfg'] = dict(type='Conv3d')
+    assert sum(as_2d.values()) == sum(get_flops.model_complexity(model, shape)[1].values())
+
+
 def test_get_flops_cli_prints_mmaction2_units(capsys):
     result = get_flops.main([str(REPO / 'configs' / 'tsm_k400.py'), '--max-depth', '1'])
     out = capsys.readouterr().out
