@@ -31,6 +31,7 @@ from ml_collections import ConfigDict
 from action_jax.config import as_dict, compute_dtype
 from action_jax.data.decoding import VideoDecodeError
 from action_jax.data.pipeline import Compose
+from action_jax.models.compiled import compile_on_call
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
 from action_jax.registry import import_custom_modules
@@ -111,6 +112,8 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     `fuse`: fold every BatchNorm into its conv, and on CPU compute 3D convs as 2D ones
     (`models/fuse.py`: same outputs within ~2e-6 relative; I3D 2.8x faster on CPU). The
     fused model is for inference only; `fuse=False` keeps the trainable layout.
+    The model compiles itself (`models/compiled.py`): `model(x)`, `model.predict(batch)` and
+    `model.predict_scores(x)` are jit-compiled on their first call per input shape.
     """
     config = load_config(config)
     model_cfg = as_dict(config.model)
@@ -129,23 +132,7 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     if device is not None:
         nnx.update(model, jax.device_put(nnx.state(model), device))
     model.cfg = RecognizerConfig(config)
-    return model
-
-
-def _forward(model: nnx.Module):
-    """The model's jitted uint8 clips -> per-video float32 scores, compiled once per input
-    shape and kept on the model. It runs the model as it was at the first call (eval mode)
-    with the weights it holds at each call."""
-    forward = getattr(model, '_inference_forward', None)
-    if forward is None:
-        graphdef = nnx.graphdef(model)
-
-        def run(state, imgs):
-            return nnx.merge(graphdef, state).predict({'imgs': imgs})
-
-        forward = jax.jit(run)
-        model._inference_forward = forward
-    return forward
+    return compile_on_call(model)
 
 
 # ------------------------------------------------------------------------ inputs
@@ -282,8 +269,7 @@ def load_clips(model: nnx.Module, video: str | os.PathLike | dict,
 def predict_scores(model: nnx.Module, clips: np.ndarray) -> np.ndarray:
     """Per-video class scores [K] for one video's uint8 clips (views averaged when the
     head's average_clips is None)."""
-    state = nnx.state(model)
-    scores = np.asarray(_forward(model)(state, clips[None]))[0]
+    scores = np.asarray(compile_on_call(model).predict({'imgs': clips[None]}))[0]
     return scores.mean(axis=0) if scores.ndim == 2 else scores
 
 
