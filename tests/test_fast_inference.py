@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from action_jax.apis import init_recognizer, predict_scores
+from action_jax.export import RELATIVE_TOLERANCE, cache
 from action_jax.models.compiled import is_compiled
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -135,3 +136,25 @@ def test_inlines_inside_other_traces(model, monkeypatch):
     assert counter.count == 1  # traced once, as plain code
     assert_close(scores, eager(model, 'predict_scores', x))
     assert 'name=_apply' not in str(jax.make_jaxpr(run)(state, x))
+
+
+def test_onnx_export_cache(model, tmp_path, monkeypatch):
+    """cached_onnx exports once per weights, reuses the file, and matches the JAX model."""
+    monkeypatch.setenv('ACTION_JAX_CACHE', str(tmp_path))
+    exports = []
+    export_onnx = cache.export_onnx
+    monkeypatch.setattr(cache, 'export_onnx', lambda *a, **k: exports.append(a) or
+                        export_onnx(*a, **k))
+    shape = (3, SIZE, SIZE)
+    runner = cache.cached_onnx_model(model, shape)
+    assert cache.cached_onnx(model, shape) == runner.path
+    assert len(exports) == 1
+    x = normalised(clips(3), model)
+    assert np.abs(runner(x) - np.asarray(model.predict_scores(x))).max() <= \
+        RELATIVE_TOLERANCE * np.abs(np.asarray(model.predict_scores(x))).max()
+    bias = model.cls_head.fc_cls.bias
+    bias[...] = bias[...] + 1.0
+    assert cache.cached_onnx(model, shape) != runner.path  # new weights, new file
+    assert len(exports) == 2
+    assert sorted(p.name for p in (tmp_path / 'onnx').iterdir()) == sorted(
+        [pathlib.Path(runner.path).name, pathlib.Path(cache.cached_onnx(model, shape)).name])
