@@ -5,6 +5,7 @@ the step's time goes.
                                                         # 224², 2 rounds x 2 steps, a table
     python benchmarks/train_step.py --models tsn --steps 5 --rounds 3 --dtype bfloat16
     python benchmarks/train_step.py --quick --profile   # + time per kind of op, JAX vs torch
+    python benchmarks/train_step.py --quick --variants default dot1x1   # 1x1 convs as matmuls
     XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/train_step.py --quick   # a flag
 
 Runs on whatever JAX finds (CPU here, the GPU when there is one). MMAction2's side (where
@@ -38,7 +39,10 @@ NUM_CLASSES = 400
 OPTIM = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
              clip_grad=dict(max_norm=40.0))
 KINDS = ('conv forward', 'conv backward-input', 'conv backward-filter', 'conv backward (both)',
-         'other forward', 'other backward', 'optimizer and rest')
+         'other forward', 'other backward', 'layout copies', 'dropout rng',
+         'optimizer and rest')
+# Ops that only run other ops (their time is their body's, counted there).
+CONTROL_FLOW = ('while', 'call', 'conditional')
 
 
 def model_cfg(name: str, segments: int) -> dict:
@@ -58,8 +62,21 @@ def model_cfg(name: str, segments: int) -> dict:
 
 # --------------------------------------------------------------------------- JAX
 
-def jax_step(name: str, args):
-    """(step() running one train step, compile seconds, profile() -> {kind: seconds})."""
+def conv_1x1_as_dot(lhs, rhs, window_strides, padding, *, lhs_dilation=None,
+                    rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                    precision=None, **kwargs):
+    """A channels-last 1x1 convolution (no padding, dilation or groups) as a strided slice
+    and a matmul, so that its gradients are matmuls too: XLA:CPU computes the kernel
+    gradient of a convolution as another convolution, several times slower (RESULTS.md)."""
+    import jax.numpy as jnp
+    assert all(p == (0, 0) for p in padding) and feature_group_count == 1, padding
+    x = lhs[(slice(None),) + tuple(slice(None, None, s) for s in window_strides)]
+    return jnp.einsum('...i,io->...o', x, rhs.reshape(rhs.shape[-2:]), precision=precision)
+
+
+def jax_step(name: str, args, dot_1x1: bool = False):
+    """(step() running one train step, compile seconds, profile() -> {kind: seconds}).
+    `dot_1x1`: 1x1 convolutions computed by conv_1x1_as_dot."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -72,6 +89,9 @@ def jax_step(name: str, args):
 
     model = build_recognizer(model_cfg(name, args.segments), dtype=DTYPES[args.dtype])
     model.train()
+    for _, conv in nnx.iter_modules(model):
+        if dot_1x1 and isinstance(conv, nnx.Conv) and set(conv.kernel_size) == {1}:
+            conv.conv_general_dilated = conv_1x1_as_dot
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = optim.build_schedule([], 0.01, 100, 1)
     tx = optim.build_optimizer(OPTIM, params, schedule)
@@ -123,16 +143,23 @@ def hlo_ops(hlo: str) -> dict[str, tuple[str, str, str]]:
             for name, opcode, shape, op_name, called in instructions}
 
 
-def op_kind(opcode: str, shape: str, op_name: str, kernels: set) -> str:
-    """A compiled op's kind (KINDS). A convolution whose output has a kernel's dimensions is
-    a filter gradient (XLA rewrites those convs and drops their op_name); activations
+def op_kind(name: str, opcode: str, shape: str, op_name: str, kernels: set) -> str | None:
+    """A compiled op's kind (KINDS), None for control flow. A convolution whose output has
+    a kernel's dimensions is a filter gradient (XLA rewrites those convs, with the
+    activations transposed to put channels first, and drops their op_name); activations
     never do, their batch dimension being no kernel size."""
     backward = 'transpose(' in op_name
+    if opcode in CONTROL_FLOW:
+        return None
     if opcode == 'convolution':
         dims = tuple(sorted(int(d) for d in re.findall(r'\d+', shape.split('{')[0][3:])))
         if dims in kernels:
             return 'conv backward-filter'
         return 'conv backward-input' if backward else 'conv forward'
+    if 'transpose' in name or 'copy' in name:
+        return 'layout copies'
+    if '_bernoulli' in op_name or '_uniform' in op_name:
+        return 'dropout rng'
     if backward:
         return 'other backward'
     return 'other forward' if 'jvp(' in op_name else 'optimizer and rest'
@@ -152,8 +179,9 @@ def profile_jax(run, hlo: str, kernels: set) -> dict[str, float]:
         for line in plane.lines:
             for event in line.events:
                 op = dict(event.stats).get('hlo_op')
-                if op in ops:
-                    totals[op_kind(*ops[op], kernels)] += event.duration_ns * 1e-9
+                kind = op_kind(op, *ops[op], kernels) if op in ops else None
+                if kind is not None:
+                    totals[kind] += event.duration_ns * 1e-9
     if not totals:
         raise RuntimeError(f'no XLA op events in the trace: run with XLA_FLAGS={PROFILE_FLAG}')
     return dict(totals)
@@ -230,6 +258,10 @@ def main(argv=None):
     parser.add_argument('--profile', action='store_true',
                         help='time per kind of op over one more step of each')
     parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
+    parser.add_argument('--variants', nargs='+', default=['default'],
+                        choices=['default', 'dot1x1'],
+                        help='JAX steps: default (as main runs it), dot1x1 (1x1 convs as '
+                             'matmuls, conv_1x1_as_dot)')
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps = 2, 2
@@ -247,9 +279,12 @@ def main(argv=None):
           f'{args.rounds} rounds x {args.steps} steps', flush=True)
     rows = []
     for name in args.models:
-        sides = {'jax': jax_step(name, args), 'mmaction2': torch_step(name, args)}
+        sides = {('jax' if variant == 'default' else f'jax {variant}'):
+                 jax_step(name, args, dot_1x1=variant == 'dot1x1') for variant in args.variants}
+        sides['mmaction2'] = torch_step(name, args)
         sides = {side: value for side, value in sides.items() if value is not None}
         times = {side: [] for side in sides}
+        cpu_times = {side: [] for side in sides}
         loads = []
         for side, (run, _, _) in sides.items():
             run()  # warm-up
@@ -257,12 +292,14 @@ def main(argv=None):
             loads.append(os.getloadavg()[0])
             for side, (run, _, _) in sides.items():
                 for _ in range(args.steps):
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     run()
                     times[side].append(time.perf_counter() - start)
+                    cpu_times[side].append(time.process_time() - cpu)
         profiles = {side: profile() for side, (_, _, profile) in sides.items()} \
             if args.profile else {}
-        rows.append(dict(model=name, times=times, loads=loads, profiles=profiles,
+        rows.append(dict(model=name, times=times, cpu_times=cpu_times, loads=loads,
+                         profiles=profiles,
                          setup_s={side: value[1] for side, value in sides.items()}))
         print_row(rows[-1], args)
     return rows
@@ -271,14 +308,18 @@ def main(argv=None):
 def print_row(row: dict, args) -> None:
     medians = {side: statistics.median(t) for side, t in row['times'].items()}
     print(f'\n{row["model"].upper()}: load average {", ".join(f"{x:.1f}" for x in row["loads"])}'
-          f' (one per round); JAX compile {row["setup_s"]["jax"]:.1f} s')
-    print(f'{"":10} {"s/step":>7} {"min":>7} {"clips/s":>8} {"x MMAction2":>12}')
+          f' (one per round); set-up (JAX: compile) seconds '
+          + ', '.join(f'{side} {value:.1f}' for side, value in row['setup_s'].items()))
+    print('s/step: median wall seconds per step (min); cpu s: median process CPU seconds '
+          'per step (all threads); x MMAction2: wall ratio')
+    print(f'{"":10} {"s/step":>7} {"min":>7} {"cpu s":>7} {"clips/s":>8} {"x MMAction2":>12}')
     for side, median in medians.items():
         ratio = medians['mmaction2'] / median if 'mmaction2' in medians else float('nan')
         print(f'{side:10} {median:7.3f} {min(row["times"][side]):7.3f} '
+              f'{statistics.median(row["cpu_times"][side]):7.2f} '
               f'{args.batch / median:8.2f} {ratio:12.2f}')
     if row['profiles']:
-        print(f'\nprofile of one step, seconds (per-op wall time summed by kind):')
+        print('\nprofile of one step, seconds (per-op wall time summed by kind):')
         print(f'{"kind":24} ' + ' '.join(f'{side:>10}' for side in row['profiles']))
         for kind in KINDS + ('total',):
             values = [p.get(kind, 0.0) if kind != 'total' else sum(p.values())
