@@ -18,6 +18,8 @@ JAX variants (all jit-compiled `predict` in eval mode):
               (1,k,k)/(k,1,1) 3D convs run as 2D convs (same as fold_only for TSN/TSM)
   bf16        bfloat16 compute (float32 parameters), BatchNorm kept
   fused_bf16  both
+  fused_dot1x1 fused, and the 1x1 convolutions computed as matmuls (train_step.py's
+              conv_1x1_as_dot)
   onnxruntime the fused model exported to ONNX (action_jax.export.cache: exported once,
               then reused from ~/.cache/action_jax/onnx) on onnxruntime's CPU provider
 Each XLA flag set (`--flags`, see FLAG_SETS) runs in its own process, since XLA reads
@@ -48,7 +50,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = {'tsn': 'configs/tsn_k400.py', 'tsm': 'configs/tsm_k400.py',
            'i3d': 'configs/i3d_k400.py'}
-VARIANTS = ('plain', 'fold_only', 'fused', 'bf16', 'fused_bf16', 'onnxruntime')
+VARIANTS = ('plain', 'fold_only', 'fused', 'bf16', 'fused_bf16', 'fused_dot1x1', 'onnxruntime')
 # What init_recognizer can run on CPU: the fused model jitted, or exported to onnxruntime.
 QUICK_VARIANTS = ('fused', 'onnxruntime')
 
@@ -168,6 +170,9 @@ def jax_worker(args) -> dict:
                 model = fuse_conv_bn(model, conv3d_as_2d=False)
             elif variant.startswith('fused') or variant == 'onnxruntime':
                 model = fuse_conv_bn(model)
+            if variant.endswith('dot1x1'):
+                from train_step import convs_1x1_as_dots
+                convs_1x1_as_dots(model)
             start = time.perf_counter()
             call = (onnxruntime_call(model, x) if variant == 'onnxruntime'
                     else jitted_call(model, x))

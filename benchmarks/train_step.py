@@ -74,6 +74,14 @@ def conv_1x1_as_dot(lhs, rhs, window_strides, padding, *, lhs_dilation=None,
     return jnp.einsum('...i,io->...o', x, rhs.reshape(rhs.shape[-2:]), precision=precision)
 
 
+def convs_1x1_as_dots(model) -> None:
+    """Every 1x1 nnx.Conv of `model` computed by conv_1x1_as_dot, in place."""
+    from flax import nnx
+    for _, conv in nnx.iter_modules(model):
+        if isinstance(conv, nnx.Conv) and set(conv.kernel_size) == {1}:
+            conv.conv_general_dilated = conv_1x1_as_dot
+
+
 def jax_step(name: str, args, dot_1x1: bool = False):
     """(step() running one train step, compile seconds, profile() -> {kind: seconds}).
     `dot_1x1`: 1x1 convolutions computed by conv_1x1_as_dot."""
@@ -89,9 +97,8 @@ def jax_step(name: str, args, dot_1x1: bool = False):
 
     model = build_recognizer(model_cfg(name, args.segments), dtype=DTYPES[args.dtype])
     model.train()
-    for _, conv in nnx.iter_modules(model):
-        if dot_1x1 and isinstance(conv, nnx.Conv) and set(conv.kernel_size) == {1}:
-            conv.conv_general_dilated = conv_1x1_as_dot
+    if dot_1x1:
+        convs_1x1_as_dots(model)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = optim.build_schedule([], 0.01, 100, 1)
     tx = optim.build_optimizer(OPTIM, params, schedule)
