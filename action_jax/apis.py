@@ -268,7 +268,8 @@ def load_clips(model: nnx.Module, video: str | os.PathLike | dict,
 
 def predict_scores(model: nnx.Module, clips: np.ndarray) -> np.ndarray:
     """Per-video class scores [K] for one video's uint8 clips (views averaged when the
-    head's average_clips is None)."""
+    head's average_clips is None). A model not from init_recognizer is made to compile
+    itself first (`compile_on_call`, in place)."""
     scores = np.asarray(compile_on_call(model).predict({'imgs': clips[None]}))[0]
     return scores.mean(axis=0) if scores.ndim == 2 else scores
 
