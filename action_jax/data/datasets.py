@@ -239,7 +239,8 @@ DATASETS = {'VideoDataset': VideoDataset, 'RawframeDataset': RawframeDataset}
 def build_dataset(cfg: Mapping[str, Any]):
     """A dataset from its config dict; `pipeline` belongs to the loader and is ignored here."""
     kwargs = {k: v for k, v in cfg.items() if k not in ('type', 'pipeline')}
-    registry = {**DATASETS, **LOCALIZATION_DATASETS}
+    from action_jax.data.packed import DATASETS as PACKED_DATASETS  # packed builds on this module
+    registry = {**DATASETS, **LOCALIZATION_DATASETS, **PACKED_DATASETS}
     name = cfg.get('type', 'VideoDataset')
     if name not in registry:
         raise KeyError(f'Unknown dataset type {name!r}; known: {sorted(registry)}')

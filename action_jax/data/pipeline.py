@@ -3,12 +3,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from action_jax.data import decoding, transforms
+from action_jax.data import decoding, packed, transforms
 from action_jax.localization import data as localization_data
 
 # The whole registry: a plain dict from the names used in configs to classes.
 TRANSFORMS: dict[str, Callable[..., Any]] = {**transforms.TRANSFORMS, **decoding.TRANSFORMS,
-                                             **localization_data.TRANSFORMS}
+                                             **localization_data.TRANSFORMS, **packed.TRANSFORMS}
 
 
 def build_transform(cfg: Mapping[str, Any]):
