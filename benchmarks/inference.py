@@ -69,12 +69,17 @@ FLAG_SETS = {
 
 # --------------------------------------------------------------------------- models
 
-def model_cfg(name: str, frames: int) -> dict:
-    """The K400 config's model dict (`configs/<name>_k400.py`), for `frames` per clip."""
+def config_module(name: str):
+    """`configs/<name>_k400.py` as a module (its pipelines are module-level lists)."""
     spec = importlib.util.spec_from_file_location(f'{name}_k400', REPO / CONFIGS[name])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cfg = module.get_config().model
+    return module
+
+
+def model_cfg(name: str, frames: int) -> dict:
+    """The K400 config's model dict (`configs/<name>_k400.py`), for `frames` per clip."""
+    cfg = config_module(name).get_config().model
     cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
     if name == 'tsm':
         cfg['backbone'] = dict(cfg['backbone'], num_segments=frames)

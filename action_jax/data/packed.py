@@ -105,8 +105,10 @@ class PackedVideoReader(VideoReader):
 
     def _decode_unique(self, unique: np.ndarray) -> np.ndarray:
         try:
-            records = self._source.__getitems__((self._offset + unique).tolist())
-            return np.stack([self._decode(data, False) for data in records])
+            # One record at a time: __getitems__ would go through a thread pool, which is
+            # gone while the interpreter exits with a loader still prefetching.
+            return np.stack([self._decode(self._source[self._offset + int(i)], False)
+                             for i in unique])
         except (OSError, ValueError, RuntimeError) as exc:
             raise VideoDecodeError(self.name, _describe(exc)) from exc
 
