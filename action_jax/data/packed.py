@@ -19,8 +19,8 @@ Config (MMAction2's video pipeline with two lines changed)::
         dict(type='PackedDecode'),              # was DecordDecode (which also works)
         ...])
 
-``PackedInit`` sets MMAction2's ``video_reader``, ``total_frames`` and ``avg_fps``; the
-reader serves ``VideoDecode`` (registered as ``PackedDecode``) and MMAction2's other decode
+``PackedDataset`` sets ``total_frames`` and ``avg_fps``, ``PackedInit`` the ``video_reader``,
+which serves ``VideoDecode`` (registered as ``PackedDecode``) and MMAction2's other decode
 transforms like a video reader, so ``frame_inds``/``imgs`` keep their contract.
 """
 from __future__ import annotations
@@ -78,7 +78,8 @@ def read_index(packed_dir: str | os.PathLike) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _open_pack(packed_dir: str) -> tuple[dict, grain.sources.ArrayRecordDataSource]:
-    """Index and record source of a pack, once per process (readers open lazily)."""
+    """Index and record source of a pack, once per process (readers open lazily): a pack
+    rebuilt with ``--overwrite`` is seen by new processes only."""
     index = read_index(packed_dir)
     shards = [os.path.join(packed_dir, name) for name in index['shards']]
     return index, grain.sources.ArrayRecordDataSource(shards)
@@ -162,8 +163,8 @@ class PackedDataset(VideoDataset):
 class PackedInit:
     """The packed counterpart of ``DecordInit``: a reader of the sample's packed frames.
 
-    Sets ``video_reader``, ``total_frames`` and ``avg_fps`` from a ``PackedDataset``
-    sample.  ``decoding_backend`` decodes the images: 'cv2' (MMAction2's default) or
+    Sets ``video_reader`` for a ``PackedDataset`` sample (which comes with ``total_frames``
+    and ``avg_fps``).  ``decoding_backend`` decodes the images: 'cv2' (MMAction2's default) or
     'pillow'.  ``kwargs`` (file-client options) have no use here.
     """
 
