@@ -24,6 +24,7 @@ median over rounds, the ratio (x MMAction2 > 1: action_jax is faster), the CPU m
 load average (the machine may be shared: compare ratios, not absolute times).
 """
 import argparse
+import gc
 import json
 import os
 import pathlib
@@ -76,8 +77,9 @@ def measure_pipeline(side: str, args) -> dict:
         start = time.perf_counter()
         for _ in range(args.batches):
             next(it)
-        return dict(value=args.batches * batch / (time.perf_counter() - start),
-                    workers_rss_mib=_children_rss_mib())
+        rate = args.batches * batch / (time.perf_counter() - start)
+        del it  # joins the workers, whose peak RSS the worker then reads
+        return dict(value=rate)
     from absl import flags
 
     from action_jax.data.datasets import build_dataset
@@ -90,14 +92,8 @@ def measure_pipeline(side: str, args) -> dict:
     else:
         dataset = build_dataset(dict(type='VideoDataset', ann_file=args.videos,
                                      data_prefix=dict(video=args.data_prefix)))
-    rate = data_pipeline.clips_per_second(dataset, pipeline, args.workers, args.batches, batch)
-    return dict(value=rate, workers_rss_mib=_children_rss_mib())
-
-
-def _children_rss_mib() -> float:
-    """Current RSS of the loader's worker processes, summed (they are still running)."""
-    import psutil
-    return sum(c.memory_info().rss for c in psutil.Process().children(recursive=True)) / 2**20
+    return dict(value=data_pipeline.clips_per_second(dataset, pipeline, args.workers,
+                                                     args.batches, batch))
 
 
 def measure_inference(side: str, model: str, args) -> dict:
@@ -125,7 +121,10 @@ def worker(args) -> dict:
         result = measure_train_step(side, args)
     else:
         result = measure_inference(side, line.split(':')[1], args)
+    gc.collect()  # loader iterators gone: their worker processes are joined
     result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result['worker_peak_rss_mib'] = (
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 or None)
     if side != 'mmaction2':
         import jax
         stats = jax.devices()[0].memory_stats() or {}
@@ -261,7 +260,7 @@ def report(args, rows, collected, loads) -> dict:
     print(f'\nCPU: {cpu_model()}; load average during the runs: median '
           f'{statistics.median(loads):.1f}, max {max(loads):.1f}; {args.rounds} round(s), '
           'medians; x MMAction2 > 1: action_jax faster; RSS: peak of the measuring process '
-          '(+ the data-loader workers, at the end)')
+          '(in brackets: of the largest data-loader worker)')
     print(f'{"line":42} {"unit":9} {"side":9} {"value":>9} {"x MMAction2":>11} '
           f'{"RSS MiB":>12}')
     out = dict(cpu=cpu_model(), loads=loads, rows=[])
@@ -272,16 +271,16 @@ def report(args, rows, collected, loads) -> dict:
             if value is None:
                 continue
             ratio = (value / ref if higher else ref / value) if ref else None
-            rss, workers_rss = median(line, side, 'peak_rss_mib'), median(
-                line, side, 'workers_rss_mib')
+            rss, worker_rss = (median(line, side, 'peak_rss_mib'),
+                               median(line, side, 'worker_peak_rss_mib'))
             device = median(line, side, 'peak_device_mib')
-            memory = f'{rss:.0f}' + (f'+{workers_rss:.0f}' if workers_rss else '')
+            memory = f'{rss:.0f}' + (f' ({worker_rss:.0f})' if worker_rss else '')
             print(f'{label:42} {unit:9} {side:9} {value:9.3f} '
                   f'{f"{ratio:.2f}" if ratio else "-":>11} {memory:>12}'
                   + (f' (device {device:.0f} MiB)' if device else ''))
             out['rows'].append(dict(line=line, label=label, unit=unit, side=side, value=value,
                                     x_mmaction2=ratio, peak_rss_mib=rss,
-                                    workers_rss_mib=workers_rss, peak_device_mib=device,
+                                    worker_peak_rss_mib=worker_rss, peak_device_mib=device,
                                     runs=collected[line, side]))
             if line == 'pipeline':
                 out[f'pipeline_{side}_videos_per_s'] = value
