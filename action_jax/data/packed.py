@@ -43,8 +43,8 @@ from action_jax.data.decoding import (VideoDecode, VideoDecodeError, VideoReader
                                       _image_decoder, open_video)
 from action_jax.data.transforms import _rescale_size
 
-__all__ = ['DATASETS', 'INDEX_NAME', 'PackedDataset', 'PackedInit', 'PackedVideoReader', 'TRANSFORMS',
-           'pack_videos', 'read_index']
+__all__ = ['DATASETS', 'INDEX_NAME', 'PackedDataset', 'PackedInit', 'PackedVideoReader',
+           'TRANSFORMS', 'encode_video', 'pack_videos', 'read_index']
 
 INDEX_NAME = 'index.json'
 FORMAT = 'action_jax.packed/1'
