@@ -175,26 +175,27 @@ def cpu_model() -> str:
 
 
 def prepare_videos(args, tmp: str) -> None:
-    """Default synthetic videos, then the pack of the videos (timed)."""
+    """For the pipeline line: the default synthetic videos, then their pack (timed)."""
     from action_jax.data import packed
 
+    if 'pipeline' not in args.lines:
+        return
     if not args.videos:
         start = time.perf_counter()
         args.videos = data_pipeline.make_videos(tmp, args.num_videos, 300, 250)
         args.data_prefix = tmp
         print(f'wrote {args.num_videos} synthetic 340x256 H.264 videos (300 frames, GOP 250) '
               f'in {time.perf_counter() - start:.1f} s', flush=True)
-    if 'pipeline' in args.lines:
-        with open(args.videos) as f:
-            videos = [line.split()[0] for line in f if line.strip()]
-        args.pack = os.path.join(tmp, 'pack')
-        start = time.perf_counter()
-        index = packed.pack_videos(videos, args.data_prefix, args.pack,
-                                   workers=len(os.sched_getaffinity(0)))
-        size = sum(os.path.getsize(os.path.join(args.pack, s)) for s in index['shards'])
-        print(f'packed {len(index["videos"])} videos (JPEG q95, {size / 2**20:.0f} MiB; '
-              f'{len(index["skipped"])} skipped) in {time.perf_counter() - start:.1f} s',
-              flush=True)
+    with open(args.videos) as f:
+        videos = [line.split()[0] for line in f if line.strip()]
+    args.pack = os.path.join(tmp, 'pack')
+    start = time.perf_counter()
+    index = packed.pack_videos(videos, args.data_prefix, args.pack,
+                               workers=len(os.sched_getaffinity(0)))
+    size = sum(os.path.getsize(os.path.join(args.pack, s)) for s in index['shards'])
+    print(f'packed {len(index["videos"])} videos (JPEG q95, {size / 2**20:.0f} MiB; '
+          f'{len(index["skipped"])} skipped) in {time.perf_counter() - start:.1f} s',
+          flush=True)
 
 
 def main(argv=None):
