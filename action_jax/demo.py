@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from action_jax import user_errors
 from action_jax.apis import downloaded, inference_recognizer, init_recognizer, is_url
 from action_jax.data.decoding import open_video
 from action_jax.label_map import read_label_map
-from action_jax import user_errors
 
 _COLORS = {'white': (255, 255, 255), 'black': (0, 0, 0), 'red': (255, 0, 0),
            'green': (0, 255, 0), 'blue': (0, 0, 255), 'yellow': (255, 255, 0),

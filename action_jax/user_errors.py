@@ -119,7 +119,7 @@ def parse_flags(argv: list[str]) -> list[str]:
             argv[index] = prefix + eq + config_path.resolve(path) + sep + arg
             load_config_checked(argv[index].removeprefix('--config='))
         try:
-            return flags.FLAGS(argv)
+            rest = flags.FLAGS(argv)
         except (AttributeError, KeyError) as e:  # a misspelt --config.* override
             key = _key_in(str(e))
             if key is None:
@@ -132,6 +132,22 @@ def parse_flags(argv: list[str]) -> list[str]:
                 name = required.group(1)
                 message = f'--{name} is required: {flags.FLAGS[name].help}'
             raise UserError(message) from e
+        if index is not None:
+            check_paths(flags.FLAGS['config'].value)
+        return rest
+
+
+# Config keys naming files a run reads; checked before any work (the synthetic data set is
+# generated before test mode would reach the checkpoint).
+PATH_KEYS = ('checkpoint', 'load_from', 'resume_from')
+
+
+def check_paths(config) -> None:
+    """A UserError for a local path under PATH_KEYS that does not exist (URLs pass)."""
+    for key in PATH_KEYS:
+        path = config.get(key)
+        if path and '://' not in path and not os.path.exists(path):
+            raise UserError(f'--config.{key}: {path!r} does not exist')
 
 
 def _backend_missing(exc: BaseException) -> str | None:

@@ -78,7 +78,7 @@ def test_missing_workdir():
 def test_missing_checkpoint(tmp_path):
     result = run_cli('test', '--config', 'configs/tsn_synthetic.py', '--workdir',
                      str(tmp_path / 'w'), f'--config.checkpoint={tmp_path}/nothing_here')
-    assert_one_line_error(result, f"No checkpoint found at '{tmp_path}/nothing_here'")
+    assert_one_line_error(result, f"--config.checkpoint: '{tmp_path}/nothing_here' does not exist")
 
 
 def test_unknown_command_suggests_the_closest():

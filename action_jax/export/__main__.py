@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from action_jax import user_errors
 from action_jax.apis import as_dict, init_localizer, init_recognizer, load_config
 from action_jax.export import (FORMATS, check_input_shape, default_input_shape, metadata,
-from action_jax import user_errors
                                model_kind, output_shapes, prepare_for_export, sample_shape,
                                verify_outputs)
 
