@@ -34,11 +34,11 @@ device=$("$python" -c 'import jax; d = jax.devices(); print(f"{len(d)} x {d[0].d
 echo "== $(date -u +%FT%TZ) $device, JAX $("$python" -c 'import jax; print(jax.__version__)')"
 
 # Tests whose outcome depends on the backend: fused (BatchNorm-folded, Conv3dAs2d) equals the
-# trained layout, 3D convs, train step and bf16, sharding, inference API, decode pipeline.
+# trained layout, 3D convs, train step and bf16, sharding, inference API, device names.
 echo '== tests'
 if timeout 240 "$python" -m pytest "${tests_args[@]}" -p no:cacheprovider \
     tests/test_fuse.py tests/test_resnet3d.py tests/test_models.py tests/test_apis.py \
-    tests/test_train.py -k 'not sigterm and not nan_loss and not load_from'; then
+    tests/test_train.py tests/test_cli_errors.py::test_gpu_asked_for_where_jax_has_none -k 'not sigterm and not nan_loss and not load_from'; then
   tests=passed
 else
   tests="failed or timed out (status $?, see gpu_check.log)"

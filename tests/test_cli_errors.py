@@ -86,10 +86,15 @@ def test_unknown_command_suggests_the_closest():
 
 
 def test_gpu_asked_for_where_jax_has_none(capsys):
-    # The suite runs on CPU-only JAX (conftest), the situation of a CPU jaxlib on a GPU node.
+    # CPU-only JAX (a CPU jaxlib on a GPU node): 'cuda:0' does not exist. With GPUs, one past
+    # the last does not either.
+    import jax
+    gpus = [d for d in jax.devices() if d.platform == 'gpu']
+    device = f'cuda:{len(gpus)}'
     with pytest.raises(SystemExit) as exit_info, user_errors.exit_on_user_error():
-        apis._resolve_device('cuda:0')
+        apis._resolve_device(device)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip()
-    assert message.startswith("error: no JAX device 'cuda:0'") and 'cpu:0' in message
-    assert "action_jax[cuda12]" in message and '\n' not in message
+    assert message.startswith(f"error: no JAX device '{device}'") and '\n' not in message
+    assert f'{jax.devices()[0].platform}:0' in message
+    assert ("action_jax[cuda12]" in message) == (not gpus)
