@@ -38,7 +38,8 @@ echo "== $(date -u +%FT%TZ) $device, JAX $("$python" -c 'import jax; print(jax._
 echo '== tests'
 if timeout 240 "$python" -m pytest "${tests_args[@]}" -p no:cacheprovider \
     tests/test_fuse.py tests/test_resnet3d.py tests/test_models.py tests/test_apis.py \
-    tests/test_train.py tests/test_cli_errors.py::test_gpu_asked_for_where_jax_has_none -k 'not sigterm and not nan_loss and not load_from'; then
+    tests/test_train.py tests/test_cli_errors.py::test_gpu_asked_for_where_jax_has_none \
+    -k 'not sigterm and not nan_loss and not load_from'; then
   tests=passed
 else
   tests="failed or timed out (status $?, see gpu_check.log)"
