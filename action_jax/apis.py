@@ -11,7 +11,6 @@ for a file), so one config serves both kinds of input.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import string
@@ -29,6 +28,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
+from action_jax import config_path, user_errors
 from action_jax.data.decoding import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.models.fuse import fuse_conv_bn
@@ -73,16 +73,7 @@ def load_config(config: str | os.PathLike | Mapping) -> ConfigDict:
         return ConfigDict(config)
     if not isinstance(config, (str, os.PathLike)):
         raise TypeError(f'config must be a file name or a ConfigDict, got {type(config)}')
-    path, sep, arg = os.fspath(config).partition(':')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'config file {path!r} does not exist')
-    spec = importlib.util.spec_from_file_location(
-        f'_action_jax_config_{abs(hash(os.path.abspath(path)))}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, 'get_config'):
-        raise AttributeError(f'config file {path!r} defines no get_config()')
-    return module.get_config(arg) if sep else module.get_config()
+    return config_path.load(config)
 
 
 def _resolve_device(device: jax.Device | str | None) -> jax.Device | None:
@@ -94,7 +85,7 @@ def _resolve_device(device: jax.Device | str | None) -> jax.Device | None:
     try:
         return jax.devices(platform)[int(index or 0)]
     except (RuntimeError, IndexError) as e:
-        raise ValueError(f'no JAX device {device!r}: {e}') from e
+        raise user_errors.NoDeviceError(device) from e
 
 
 def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None = None,

@@ -9,7 +9,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from action_jax import distributed
+from action_jax import distributed, user_errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
@@ -46,5 +46,10 @@ def main(argv):
         loop.test(FLAGS.config, FLAGS.workdir)
 
 
+def run() -> None:
+    with user_errors.exit_on_user_error():
+        app.run(main, flags_parser=user_errors.parse_flags)
+
+
 if __name__ == '__main__':
-    app.run(main)
+    run()

@@ -27,6 +27,8 @@ from typing import Any, Sequence
 import av
 import numpy as np
 
+from action_jax import optional
+
 try:
     # Before decord: decord loads its bundled zlib 1.2.3 globally, and a cv2 imported after
     # it cannot decode PNG files any more ('libpng error: bad parameters to zlib').
@@ -447,7 +449,10 @@ class DecordInit(VideoInit):
     """MMAction2's DecordInit: a decord reader (PyAV if decord cannot open the file)."""
 
     def __init__(self, io_backend: str = 'disk', num_threads: int = 1, **kwargs):
-        super().__init__('decord', io_backend, num_threads, **kwargs)
+        if decord is None:
+            optional.note_missing('decord', 'DecordInit decodes with the PyAV reader (same frames)')
+        super().__init__('decord' if decord is not None else 'pyav', io_backend, num_threads,
+                         **kwargs)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(io_backend={self.io_backend}, '

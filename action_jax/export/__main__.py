@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from action_jax import user_errors
 from action_jax.apis import as_dict, init_localizer, init_recognizer, load_config
 from action_jax.export import (FORMATS, check_input_shape, default_input_shape, metadata,
                                model_kind, output_shapes, prepare_for_export, sample_shape,
@@ -103,4 +104,5 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors.exit_on_user_error():
+        main()
