@@ -7,11 +7,21 @@ import logging as std_logging
 import os
 import signal
 
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-from action_jax import distributed
-from action_jax.launch import WORKDIR_LOCKED_ENV, lock_workdir
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit('action_jax.main: SIGTERM received before training started (or in test '
+                     'mode): exiting, nothing to save.')
+
+
+# First thing, before the seconds of importing JAX: until the training loop installs its own
+# handler (checkpoint, then exit), SIGTERM would otherwise end the run with 143 and no word.
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from action_jax import distributed  # noqa: E402
+from action_jax.launch import WORKDIR_LOCKED_ENV, lock_workdir  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
@@ -22,13 +32,6 @@ flags.mark_flags_as_required(['config', 'workdir'])
 # Packages whose INFO lines are chatter here: orbax logs every save and load step, and JAX's
 # backend probe reports each platform it does not find (TPU on every CPU/GPU machine).
 QUIET = ('/orbax/', 'xla_bridge.py')
-
-
-def _exit_on_sigterm(signum, frame):
-    # Until the training loop installs its own handler (checkpoint, then exit): without one,
-    # SIGTERM during start-up ends the run with status 143 and not a word.
-    raise SystemExit('action_jax.main: SIGTERM received before training started (or in test '
-                     'mode): exiting, nothing to save.')
 
 
 def _lock(workdir: str):
@@ -42,7 +45,6 @@ def _lock(workdir: str):
 
 
 def main(argv):
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     if FLAGS.config.deterministic:
