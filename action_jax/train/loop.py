@@ -125,8 +125,7 @@ def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
     predictions = jax.tree.map(lambda *a: np.concatenate(a)[order], *predictions)
     rows = {k: np.concatenate([r[k] for r in rows])[order] for k in rows[0]}
     logging.log(logging.WARNING if skipped else logging.INFO,
-                '%s: %d videos could not be decoded and were left out of the evaluation.',
-                dataset.ann_file if hasattr(dataset, 'ann_file') else dataset, skipped)
+                'Evaluation: %d videos could not be decoded and were left out.', skipped)
     return task.evaluate(dataset, predictions, rows)
 
 
@@ -309,9 +308,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         if not data_restored:
             train_iter.close()
             train_iter = train_batches(start_batch=int(state.step))
-        # The interrupted run may have logged steps after its last checkpoint.
-        writer.truncate(int(state.step))
     start = int(state.step)
+    # An interrupted run may have logged steps after its last checkpoint: they are redone.
+    writer.truncate(start)
 
     step_fn = jax.jit(
         functools.partial(_checked_train_step, tx=tx, schedule=schedule, loss_fn=task.loss,
