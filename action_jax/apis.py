@@ -157,7 +157,11 @@ def downloaded(url: str, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     Raises DownloadError for an HTTP error status, a network error, more than `timeout`
     seconds in all, or a body over `max_bytes`.
     """
-    suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1] or '.mp4'
+    # The extension only hints the container to the decoder; mkstemp fails (a raw OSError) on
+    # a long one, so anything but a short plain one becomes '.mp4'.
+    suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1]
+    if not re.fullmatch(r'\.[A-Za-z0-9]{1,10}', suffix):
+        suffix = '.mp4'
     fd, path = tempfile.mkstemp(prefix='action_jax_', suffix=suffix)
     try:
         with os.fdopen(fd, 'wb') as out:
@@ -169,20 +173,33 @@ def downloaded(url: str, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
 
 def _fetch(url: str, out, max_bytes: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+
+    def time_left() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             declared = response.headers.get('Content-Length')
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise DownloadError(f'cannot download {url}: {int(declared)} bytes exceed the '
                                     f'limit of {max_bytes} bytes (max_download_bytes)')
+            # A socket timeout bounds each read, not the download: a server sending a byte
+            # now and then would never time out. So each read may wait only the time left,
+            # and read1 returns whatever has arrived instead of waiting to fill the chunk.
+            sock = response.fp.raw._sock
             received = 0
-            while chunk := response.read(1 << 20):
+            while True:
+                sock.settimeout(time_left())
+                chunk = response.read1(1 << 20)
+                if not chunk:
+                    break
                 received += len(chunk)
                 if received > max_bytes:
                     raise DownloadError(f'cannot download {url}: the body exceeds the limit '
                                         f'of {max_bytes} bytes (max_download_bytes)')
-                if time.monotonic() > deadline:
-                    raise DownloadError(f'cannot download {url}: timed out after {timeout} s')
                 out.write(chunk)
     except urllib.error.HTTPError as e:
         raise DownloadError(f'cannot download {url}: HTTP {e.code} {e.reason}') from e
