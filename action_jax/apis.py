@@ -29,7 +29,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from action_jax.config import as_dict, compute_dtype
-from action_jax.data.decoding import VideoDecodeError
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights

@@ -15,7 +15,7 @@ from PIL import Image
 from action_jax import demo
 from action_jax.apis import (DownloadError, RecognizerConfig, adapt_pipeline, frame_count,
                              inference_recognizer, init_recognizer, load_config)
-from action_jax.data.decoding import VideoDecodeError
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.label_map import load_k400_labels, read_label_map
 from action_jax.models.preprocessor import DEFAULT_MEAN, DEFAULT_STD

@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 from action_jax.apis import load_config
-from action_jax.export import (RELATIVE_TOLERANCE, input_shape_from_pipeline,
-                               max_relative_error, prepare_for_export, verify)
+from action_jax.export.signature import input_shape_from_pipeline, prepare_for_export
+from action_jax.export.verify import RELATIVE_TOLERANCE, max_relative_error, verify
 from action_jax.export.__main__ import main as export_main
 from action_jax.export.onnx import export_onnx
 from action_jax.export.runtime import OnnxModel, TensorRTModel
