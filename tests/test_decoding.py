@@ -382,10 +382,12 @@ def test_rawframes_flow_and_default_template(frame_dir, backend):
         frame_dir=str(frame_dir), filename_tmpl='flow_{}_{:05}.jpg',
         frame_inds=np.array([2, 5]), modality='Flow'))
     assert results['imgs'].shape == (4, 6, 8)
+    # JPEG (quality 100) rounds grey levels through its DCT: 1 level.
     np.testing.assert_allclose(results['imgs'][:, 0, 0], [20, 180, 50, 150], atol=1)
     Image.new('RGB', (8, 6), (7, 8, 9)).save(frame_dir / 'img_00003.jpg', quality=100)
     results = RawFrameDecode(decoding_backend=backend)(dict(frame_dir=str(frame_dir),
                                                             frame_inds=np.array([3])))
+    # ... and colour through YCbCr with subsampled chroma: 2 levels.
     np.testing.assert_allclose(results['imgs'][0, 0, 0], [7, 8, 9], atol=2)
 
 
