@@ -23,23 +23,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
 from action_jax import config_path, user_errors
-from action_jax.data.decoding import VideoDecodeError
+from action_jax.config import as_dict, compute_dtype
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.models.fuse import fuse_conv_bn
-from action_jax.train.model_io import build_recognizer, load_weights
-from action_jax.train.step import normalize
+from action_jax.models.io import build_recognizer, load_weights
+from action_jax.registry import import_custom_modules
 
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 2**20
 DEFAULT_DOWNLOAD_TIMEOUT_S = 60.0
 TOP_K = 5
 
-_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 _VIDEO_INIT = dict(type='DecordInit')
 _VIDEO_DECODE = dict(type='DecordDecode')
 _FRAME_DECODE = dict(type='RawFrameDecode')
@@ -59,14 +58,16 @@ class RecognizerConfig(ConfigDict):
     __hash__ = object.__hash__
 
 
-def as_dict(section: Mapping) -> dict:
-    """A config section (ConfigDict or dict) as a plain dict."""
-    return section.to_dict() if hasattr(section, 'to_dict') else dict(section)
-
-
 def load_config(config: str | os.PathLike | Mapping) -> ConfigDict:
     """A config from a file with `get_config()` ('path.py', or 'path.py:arg' to pass `arg`
-    as ml_collections' config flags do), or a ConfigDict/dict as is."""
+    as ml_collections' config flags do), or a ConfigDict/dict as is; its `custom_imports`
+    imported."""
+    config = _read_config(config)
+    import_custom_modules(config)
+    return config
+
+
+def _read_config(config: str | os.PathLike | Mapping) -> ConfigDict:
     if isinstance(config, ConfigDict):
         return config
     if isinstance(config, Mapping):
@@ -107,8 +108,8 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     if checkpoint is not None and model_cfg.get('backbone', {}).get('pretrained'):
         # The checkpoint replaces the backbone's ImageNet weights anyway (as in MMAction2).
         model_cfg['backbone'] = dict(model_cfg['backbone'], pretrained=None)
-    dtype = _DTYPES[config.get('compute_dtype', 'float32')]
-    model = build_recognizer(model_cfg, seed=config.get('seed', 0), dtype=dtype)
+    model = build_recognizer(model_cfg, seed=config.get('seed', 0),
+                             dtype=compute_dtype(config))
     if checkpoint is not None:
         load_weights(model, checkpoint)
     model.eval()
@@ -129,13 +130,9 @@ def _forward(model: nnx.Module):
     forward = getattr(model, '_inference_forward', None)
     if forward is None:
         graphdef = nnx.graphdef(model)
-        cfg = model.cfg
-        model_cfg = as_dict(cfg.model)
-        dtype = _DTYPES[cfg.get('compute_dtype', 'float32')]
 
         def run(state, imgs):
-            scores = nnx.merge(graphdef, state).predict(normalize(imgs, model_cfg, dtype))
-            return scores.astype(jnp.float32)
+            return nnx.merge(graphdef, state).predict({'imgs': imgs})
 
         forward = jax.jit(run)
         model._inference_forward = forward

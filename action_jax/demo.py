@@ -19,7 +19,7 @@ import numpy as np
 
 from action_jax import user_errors
 from action_jax.apis import downloaded, inference_recognizer, init_recognizer, is_url
-from action_jax.data.decoding import open_video
+from action_jax.data.readers import open_video
 from action_jax.label_map import read_label_map
 
 _COLORS = {'white': (255, 255, 255), 'black': (0, 0, 0), 'red': (255, 0, 0),

@@ -22,6 +22,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from action_jax import distributed, user_errors  # noqa: E402
 from action_jax.launch import WORKDIR_LOCKED_ENV, lock_workdir  # noqa: E402
+from action_jax.registry import import_custom_modules  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
@@ -62,12 +63,15 @@ def main(argv):
     logging.get_absl_handler().python_handler.addFilter(
         lambda record: (record.levelno >= std_logging.WARNING
                         or not any(name in record.pathname for name in QUIET)))
+    import_custom_modules(FLAGS.config)
     # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
     from action_jax.train import loop
     if FLAGS.mode == 'train':
         loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
-        loop.test(FLAGS.config, FLAGS.workdir)
+        # An exported model (--config.onnx/--config.tensorrt) is scored by export's step.
+        from action_jax.export.deployed import deployed_eval_step
+        loop.test(FLAGS.config, FLAGS.workdir, step=deployed_eval_step(FLAGS.config))
 
 
 def run() -> None:

@@ -33,7 +33,7 @@ def test_converted_weights_reproduce_mmaction2(fixtures_dir, name):
     with jax.default_matmul_precision('highest'):
         feat = model.extract_feat(x)
         cls_score = model(x)
-        pred_score = model.predict(x)
+        pred_score = model.predict_scores(x)
     assert_close_norm(feat.transpose(0, 3, 1, 2), io['backbone_feat'], NETWORK_REL)
     assert_close_norm(cls_score, io['cls_score'], NETWORK_REL)
     assert_close_norm(pred_score, io['pred_score'], NETWORK_REL)

@@ -7,7 +7,7 @@ from flax import nnx
 
 from action_jax.apis import load_config
 from action_jax.tools import convert_mmaction2
-from action_jax.train.model_io import build_recognizer, load_weights
+from action_jax.models.io import build_recognizer, load_weights
 from tolerances import NETWORK_REL, assert_close_norm
 
 CONFIG = pathlib.Path(__file__).parent / 'configs' / 'fixture_recognizer.py'

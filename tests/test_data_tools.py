@@ -14,7 +14,7 @@ from PIL import Image
 from action_jax import config as config_lib
 from action_jax import config_path
 from action_jax.data.datasets import RawframeDataset, VideoDataset
-from action_jax.data.decoding import open_video
+from action_jax.data.readers import open_video
 from action_jax.data.pipeline import Compose
 from action_jax.data.synthetic import CLASS_NAMES, make_synthetic
 from action_jax.tools import build_file_list, build_rawframes, check_videos, transcode_videos

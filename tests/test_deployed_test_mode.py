@@ -7,6 +7,7 @@ import pytest
 
 from action_jax.apis import load_config
 from action_jax.export import __main__ as export_cli
+from action_jax.export.deployed import deployed_eval_step
 from action_jax.train import loop
 from tolerances import NETWORK_REL, assert_close_norm
 
@@ -39,8 +40,9 @@ def test_onnx_test_mode_matches_jax(fixtures_dir, videos, tmp_path):
                      '--format', 'onnx', '--out', str(onnx_path)])
     jax_metrics = loop.test(_config(videos, checkpoint=checkpoint,
                                     out=str(tmp_path / 'jax.json')), str(tmp_path))
-    onnx_metrics = loop.test(_config(videos, checkpoint=checkpoint, onnx=str(onnx_path),
-                                     out=str(tmp_path / 'onnx.json')), str(tmp_path))
+    onnx_config = _config(videos, checkpoint=checkpoint, onnx=str(onnx_path),
+                          out=str(tmp_path / 'onnx.json'))
+    onnx_metrics = loop.test(onnx_config, str(tmp_path), step=deployed_eval_step(onnx_config))
     assert onnx_metrics == jax_metrics
 
     jax_scores = np.array([r['pred_score'] for r in json.loads((tmp_path / 'jax.json').read_text())])
@@ -52,7 +54,8 @@ def test_onnx_test_mode_matches_jax(fixtures_dir, videos, tmp_path):
 
 
 def test_tensorrt_without_the_package_is_a_clear_error(videos, tmp_path):
+    config = _config(videos, checkpoint=str(pathlib.Path(__file__).parent / 'fixtures'
+                                            / 'tsn_r18s.pth'),
+                     tensorrt=str(tmp_path / 'missing.engine'))
     with pytest.raises(ImportError, match='tensorrt'):
-        loop.test(_config(videos, checkpoint=str(pathlib.Path(__file__).parent / 'fixtures'
-                                                 / 'tsn_r18s.pth'),
-                          tensorrt=str(tmp_path / 'missing.engine')), str(tmp_path))
+        deployed_eval_step(config)

@@ -12,8 +12,8 @@ import pytest
 from flax import nnx
 
 from action_jax.convert.localizers import load_localizer_checkpoint
-from action_jax.export import (RELATIVE_TOLERANCE, max_relative_error, metadata, model_kind,
-                               verify)
+from action_jax.export.signature import metadata, model_kind
+from action_jax.export.verify import RELATIVE_TOLERANCE, max_relative_error, verify
 from action_jax.export.__main__ import main as export_main
 from action_jax.export.runtime import OnnxModel
 from action_jax.export.saved_model import METADATA_FILE, load_saved_model
@@ -233,7 +233,7 @@ def test_verify_names_the_wrong_output():
 
 def test_metadata_describes_every_output():
     model = jax_model('bmn_s')
-    info = metadata(model, {}, (16, 32))
+    info = metadata(model, (16, 32))
     assert info['localizer'] == 'BMN' and info['input_layout'] == 'N,T,C'
     assert info['outputs'] == 'confidence_map,start,end'
     assert info['output.confidence_map'].startswith('N,D,T,2:')

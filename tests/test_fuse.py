@@ -52,7 +52,7 @@ def test_folded_equals_unfolded(fixtures_dir, name, conv3d_as_2d):
     with jax.default_matmul_precision('highest'):
         feat, feat_fused = model.extract_feat(x), fused.extract_feat(x)
         score, score_fused = model(x), fused(x)
-        pred, pred_fused = model.predict(x), fused.predict(x)
+        pred, pred_fused = model.predict_scores(x), fused.predict_scores(x)
     for ref, ours in ((feat, feat_fused), (score, score_fused), (pred, pred_fused)):
         assert_close_norm(ours, ref, SAME_NETWORK_REL)
     # ... and both still match MMAction2.

@@ -10,11 +10,12 @@ import scipy.interpolate
 from flax import nnx
 from PIL import Image
 
+from action_jax.data import pipeline
 from action_jax.evaluation.metrics import anet_ar_an
 from action_jax.localization import postprocess as pp
 from action_jax.localization import proposals as io
-from action_jax.localization.data import (TRANSFORMS, ActivityNetDataset,
-                                          GenerateLocalizationLabels, LoadLocalizationFeature,
+from action_jax.localization.data import (ActivityNetDataset, GenerateLocalizationLabels,
+                                          LoadLocalizationFeature,
                                           LoadProposals, PackLocalizationInputs, bmn_labels,
                                           pool_feature, tem_labels)
 from action_jax.localization.synthetic import make_synthetic_localization, synthetic_video
@@ -138,8 +139,12 @@ def test_dataset_and_pipeline(tiny_set):
     # A test pipeline without labels packs what is there.
     assert sorted(PackLocalizationInputs(keys=('gt_bbox',))(
         LoadLocalizationFeature()(dataset[1]))) == ['inputs']
-    assert set(TRANSFORMS) == {'LoadLocalizationFeature', 'GenerateLocalizationLabels',
-                               'LoadProposals', 'PackLocalizationInputs'}
+    # The generic pipeline finds them by name (imported on first use).
+    for cls in (LoadLocalizationFeature, GenerateLocalizationLabels, LoadProposals,
+                PackLocalizationInputs):
+        assert pipeline.LAZY_TRANSFORMS[cls.__name__] == cls.__module__
+    assert isinstance(pipeline.build_transform(dict(type='PackLocalizationInputs')),
+                      PackLocalizationInputs)
 
 
 def test_feature_pooling_matches_mmaction2_tool(tiny_set):

@@ -124,7 +124,7 @@ def test_recognizer2d_shapes(fixtures_dir):
     assert shape(lambda m, x: m.extract_feat(x), tsn, x) == (16, 8, 8, 128)
     assert shape(lambda m, x: m(x), tsn, x) == (2, 10)  # consensus over all 8 frames
     assert shape(lambda m, x: m(x), tsm, x) == (4, 10)
-    assert shape(lambda m, x: m.predict(x), tsm, x) == (2, 10)
+    assert shape(lambda m, x: m.predict_scores(x), tsm, x) == (2, 10)
     assert shape(lambda m, x: m(x[:, :4]), tsm, x) == (2, 10)
 
 
@@ -156,7 +156,7 @@ def test_recognizer3d_views_and_average_clips(average_clips):
     probs = np.exp(views) / np.exp(views).sum(-1, keepdims=True)
     expected = {'prob': probs.mean(1), 'score': views.mean(1), None: views}[average_clips]
     # XLA's exp against NumPy's, a 5-term sum, a 3-view mean: a few eps of the largest term.
-    assert_close_norm(np.asarray(model.predict(x)), expected, 8 * EPS32)
+    assert_close_norm(np.asarray(model.predict_scores(x)), expected, 8 * EPS32)
 
 
 def test_average_clips_rejects_unknown():
@@ -173,7 +173,7 @@ def test_max_testing_views_gives_the_same_prediction(fixtures_dir, name, frames,
     whole.eval()
     chunked.eval()
     # TSN: 5 frames in chunks of 2 exercises the remainder chunk; TSM: two whole clips.
-    assert_close_norm(np.asarray(chunked.predict(x)), np.asarray(whole.predict(x)),
+    assert_close_norm(np.asarray(chunked.predict_scores(x)), np.asarray(whole.predict_scores(x)),
                       SAME_NETWORK_REL)
 
 
@@ -194,10 +194,10 @@ def test_max_testing_views_runs_the_backbone_in_chunks():
         return recognizer
 
     x = clip(1, 10, 2, 4, 4, 3)
-    whole = model().predict(x)
+    whole = model().predict_scores(x)
     assert seen == [10]
     seen.clear()
-    chunked = model(max_testing_views=4).predict(x)
+    chunked = model(max_testing_views=4).predict_scores(x)
     assert seen == [4, 2]  # two chunks of 4 under lax.map, then the remaining 2 views
     assert_close_norm(np.asarray(chunked), np.asarray(whole), SAME_NETWORK_REL)
 

@@ -133,3 +133,38 @@ def test_partial_bn_freezes_all_but_the_first_norm():
     assert is_frozen('backbone.layer2.0.downsample.bn.bias')
     assert not is_frozen('backbone.layer1.0.conv1.conv.kernel')
     assert not is_frozen('cls_head.fc_cls.kernel')
+
+
+def test_partial_bn_clips_only_the_trained_parameters():
+    """MMAction2 clips the parameters that receive gradients (requires_grad and a grad), so
+    partial_bn's frozen norms stay out of the global norm: the same update as torch's SGD and
+    clip_grad_norm_ over the trainable tensors only."""
+    rng = np.random.default_rng(1)
+    params = _params(rng)
+    params['backbone']['layer1'] = {'0': {'conv1': {'bn': {'scale': rng.normal(size=(4,)),
+                                                           'bias': rng.normal(size=(4,))}}}}
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    is_frozen = optim.frozen_filter({'backbone': {'partial_bn': True}})
+    # Large frozen gradients: counted in the norm, they would shrink every other update.
+    grads = jax.tree_util.tree_map_with_path(
+        lambda p, a: jnp.full_like(a, 1e3) if is_frozen(optim.path_str(p))
+        else jnp.asarray(rng.normal(size=a.shape), jnp.float32), params)
+    lr, max_norm = 0.1, 1.0
+    tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9),
+                                    clip_grad=dict(max_norm=max_norm)),
+                               params, optax.constant_schedule(lr), is_frozen)
+    ours = optax.apply_updates(params, tx.update(grads, tx.init(params), params)[0])
+
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    frozen = [is_frozen(optim.path_str(p)) for p, _ in leaves]
+    assert any(frozen) and not all(frozen)
+    tensors = [torch.tensor(np.asarray(v), requires_grad=not f) for (_, v), f in zip(leaves, frozen)]
+    trainable = [t for t in tensors if t.requires_grad]
+    for t, g in zip(tensors, jax.tree_util.tree_leaves(grads)):
+        if t.requires_grad:
+            t.grad = torch.tensor(np.asarray(g))
+    torch.nn.utils.clip_grad_norm_(trainable, max_norm)
+    torch.optim.SGD(trainable, lr=lr, momentum=0.9).step()
+    # One clipped SGD step: float32 rounding of a few elementwise ops on values of order 1.
+    for t, o in zip(tensors, jax.tree_util.tree_leaves(ours)):
+        np.testing.assert_allclose(np.asarray(o), t.detach().numpy(), rtol=1e-6, atol=1e-6)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from action_jax.train import checkpoint
+from action_jax.models import io as model_io
 from tolerances import EPS32, assert_close_norm
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def run_main(data_dir, workdir, *overrides, devices=1, mode='train', check=True)
 
 
 def params_of(workdir) -> dict[str, np.ndarray]:
-    weights = checkpoint.restore_weights(checkpoint.resolve(str(workdir))[1])
+    weights = model_io.restore_weights(model_io.resolve(str(workdir))[1])
     flat = {}
 
     def visit(prefix, tree):
@@ -93,7 +93,7 @@ def assert_trained_alike(params, ref, losses, ref_losses):
 
 
 def latest_step(workdir) -> int:
-    return int(pathlib.Path(checkpoint.resolve(str(workdir))[1]).name)
+    return int(pathlib.Path(model_io.resolve(str(workdir))[1]).name)
 
 
 @pytest.fixture(scope='module')
@@ -248,8 +248,8 @@ def _tiny_train_step(dtype, lr=0.01):
     from flax import nnx
 
     from action_jax.train import optim
-    from action_jax.train.model_io import build_recognizer
-    from action_jax.train.step import LossConfig, TrainState, recognizer_loss, train_step
+    from action_jax.models.io import build_recognizer
+    from action_jax.train.step import TrainState, train_step
     sys.path.insert(0, str(TINY.parent))
     import tsn_tiny
     model_cfg = tsn_tiny.get_config().model.to_dict()
@@ -260,10 +260,7 @@ def _tiny_train_step(dtype, lr=0.01):
     tx = optim.build_optimizer(dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9)), params,
                                schedule)
     state = TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
-    loss_fn = functools.partial(recognizer_loss, loss_cfg=LossConfig(), model_cfg=model_cfg,
-                                dtype=dtype)
-    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_fn=loss_fn),
-                   static_argnums=0)
+    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule), static_argnums=0)
     return step, graphdef, state
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from action_jax.localization.data import DATASETS as LOCALIZATION_DATASETS
+from action_jax.registry import lookup
 
 __all__ = ['DATASETS', 'RawframeDataset', 'VideoDataset', 'build_dataset']
 
@@ -243,17 +243,17 @@ class RawframeDataset(_ListFileDataset):
         return results
 
 
+# The whole registry (action_jax/registry.py); LAZY_DATASETS are imported on first use.
 DATASETS = {'VideoDataset': VideoDataset, 'RawframeDataset': RawframeDataset}
+LAZY_DATASETS = {'ActivityNetDataset': 'action_jax.localization.data'}
 
 
 def build_dataset(cfg: Mapping[str, Any]):
     """A dataset from its config dict; `pipeline` belongs to the loader and is ignored here."""
     kwargs = {k: v for k, v in cfg.items() if k not in ('type', 'pipeline')}
-    registry = {**DATASETS, **LOCALIZATION_DATASETS}
     name = cfg.get('type', 'VideoDataset')
-    if name not in registry:
-        raise KeyError(f'Unknown dataset type {name!r}; known: {sorted(registry)}')
+    cls = lookup(DATASETS, LAZY_DATASETS, name, 'dataset', 'dataset')
     try:
-        return registry[name](**kwargs)
+        return cls(**kwargs)
     except TypeError as e:
         raise TypeError(f'{name}: {e}') from e

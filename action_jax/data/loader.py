@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import grain
 import numpy as np
 
-from action_jax.data.decoding import VideoDecodeError
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 
 # Errors that mean "this sample's file is unusable", as opposed to a bug or a bad config.

@@ -17,7 +17,8 @@ import os
 from typing import Sequence
 
 from action_jax.tools import load_config_arg
-from action_jax.data.decoding import TRANSFORMS as DECODE_TRANSFORMS, VideoDecodeError
+from action_jax.data.decoding import TRANSFORMS as DECODE_TRANSFORMS
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import build_transform
 from action_jax.tools import _common
 

@@ -1,9 +1,9 @@
 """train_and_evaluate and test: the training loop, top to bottom.
 
 One clip's way: list file (data/datasets.py) -> decode + transforms (data/pipeline.py) -> grain
-batches (data/loader.py) -> sharded jit step (train/step.py) -> model (models/recognizers.py).
-Localizers (models/localizers) take the same way from feature files; what differs per kind of
-model (loss, predictions, metrics, result files) is its task's (train/tasks.py).
+batches (data/loader.py) -> sharded jit step (train/step.py) -> model (models/recognizers.py:
+preprocessing, loss and predictions). Localizers (models/localizers) take the same way from
+feature files; what differs on the host (metrics, result files) is its task's (train/tasks.py).
 """
 import functools
 import os
@@ -17,15 +17,16 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from action_jax.config import as_dict, compute_dtype
 from action_jax.data import loader
 from action_jax.data.datasets import DATASETS, build_dataset
 from action_jax.models.fuse import fuse_conv_bn
+from action_jax.models.io import build_recognizer, load_weights
 from action_jax.train import optim, sharding
 from action_jax.train.checkpoint import Checkpointer
-from action_jax.train.model_io import build_recognizer, load_weights
 from action_jax.train.scalar_log import ScalarLog
-from action_jax.train.step import TrainState, eval_step, normalize, train_step
-from action_jax.train.tasks import Recognition, build_task
+from action_jax.train.step import TrainState, eval_step, train_step
+from action_jax.train.tasks import build_task
 
 
 class _Preemption:
@@ -55,14 +56,6 @@ class _Preemption:
                                 'exiting.', step)
                 self.requested = True
         return self.requested
-
-
-def _dtype(config):
-    return {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[config.compute_dtype]
-
-
-def _to_dict(cfg) -> dict:
-    return cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
 
 
 def _best_metric(config, task) -> str | None:
@@ -95,9 +88,9 @@ def _fmt_eta(seconds: float) -> str:
 # --------------------------------------------------------------------------------------------
 # Evaluation (also the test mode).
 
-def make_eval_step(task):
+def make_eval_step():
     """The jitted eval step, built once per run (a new jit would recompile every epoch)."""
-    return jax.jit(functools.partial(eval_step, predict_fn=task.predict), static_argnums=0)
+    return jax.jit(eval_step, static_argnums=0)
 
 
 def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
@@ -105,7 +98,7 @@ def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
     """Runs a whole split through `step` (make_eval_step); returns the task's (metrics,
     per-video results), in list-file order. `dataset`: the split's, if already built."""
     if dataset is None:
-        dataset = build_dataset(_to_dict(dataloader_cfg.dataset))
+        dataset = build_dataset(as_dict(dataloader_cfg.dataset))
     local_bs = dataloader_cfg.batch_size * jax.local_device_count()
     batches = loader.eval_dataset(
         dataset, dataloader_cfg.dataset.pipeline, batch_size=local_bs,
@@ -129,26 +122,26 @@ def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
     return task.evaluate(dataset, predictions, rows)
 
 
-def test(config, workdir: str) -> dict[str, float]:
+def test(config, workdir: str, step=None) -> dict[str, float]:
     """`--mode test`: evaluates `config.checkpoint` on the test split; writes the per-video
-    results to `config.out` if given."""
+    results to `config.out` if given. `step(graphdef, params, rest, batch)` replaces the
+    jitted eval step (main.py passes export/deployed.py's for an exported model)."""
     if not config.checkpoint:
         raise ValueError('--mode test needs --config.checkpoint=PATH')
     prepare_data(config)
     dataset = build_split(config.test_dataloader.dataset, config.model)
     mesh = sharding.create_mesh()
-    model = build_recognizer(config.model, seed=config.seed, dtype=_dtype(config))
+    model = build_recognizer(config.model, seed=config.seed, dtype=compute_dtype(config))
     load_weights(model, config.checkpoint)
     model.eval()
-    deployed = config.onnx or config.tensorrt
-    if not deployed:
+    if step is None:
         # Inference only from here: BatchNorm folded into the convs, and on CPU 3D convs run
         # as 2D ones (models/fuse.py; same scores within ~2e-6, I3D several times faster).
         model = fuse_conv_bn(model)
-    task = build_task(model, config, _dtype(config))
+    task = build_task(model, config)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = sharding.replicate((params, rest), mesh)
-    step = _deployed_step(config, task) if deployed else make_eval_step(task)
+    step = step or make_eval_step()
     metrics, results = evaluate(task, step, graphdef, params, rest, config.test_dataloader, mesh,
                                 dataset)
     logging.info('Test metrics: %s', _fmt_metrics(metrics))
@@ -157,23 +150,9 @@ def test(config, workdir: str) -> dict[str, float]:
     return metrics
 
 
-def _deployed_step(config, task):
-    """An eval step that runs an exported recognizer (onnxruntime or TensorRT) on the same
-    batches, so test mode scores the deployed model with the same data and metrics."""
-    if not isinstance(task, Recognition):
-        raise ValueError('--config.onnx / --config.tensorrt test recognizers; run exported '
-                         'localizers with action_jax.export.runtime.OnnxModel')
-    from action_jax.export.runtime import OnnxModel, TensorRTModel
-    runtime = OnnxModel(config.onnx) if config.onnx else TensorRTModel(config.tensorrt)
-
-    def step(graphdef, params, rest, batch):
-        return runtime(np.asarray(normalize(batch['imgs'], task.model_cfg, jnp.float32)))
-    return step
-
-
 def prepare_data(config) -> None:
     """Generates the synthetic data set a config names if it is not there yet."""
-    spec = _to_dict(config.synthetic_data)
+    spec = as_dict(config.synthetic_data)
     if not spec:
         return
     make = _synthetic_generator(spec.pop('type', 'SyntheticVideos'))
@@ -201,8 +180,8 @@ def _synthetic_generator(kind: str):
 def build_split(dataset_cfg, model_cfg):
     """A split's dataset, its labels checked against the classifier's `num_classes` (the head's
     when the dataset config gives none: one_hot of an out-of-range label is silently zeros)."""
-    cfg = _to_dict(dataset_cfg)
-    head_classes = _to_dict(model_cfg).get('cls_head', {}).get('num_classes')
+    cfg = as_dict(dataset_cfg)
+    head_classes = as_dict(model_cfg).get('cls_head', {}).get('num_classes')
     if head_classes is not None and cfg.get('type', 'VideoDataset') in DATASETS:
         if cfg.get('num_classes') is None:
             cfg['num_classes'] = head_classes
@@ -251,20 +230,20 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                  for name in ('val_dataloader', 'test_dataloader')
                  if getattr(config, name).dataset}
     mesh = sharding.create_mesh()
-    model_cfg = _to_dict(config.model)
-    dtype = _dtype(config)
+    model_cfg = as_dict(config.model)
+    dtype = compute_dtype(config)
     is_main = jax.process_index() == 0
     writer = ScalarLog(workdir, is_main)
     if is_main:
         with open(os.path.join(workdir, 'config.json'), 'w') as f:
             f.write(config.to_json_best_effort(indent=2))
-        writer.hparams(_to_dict(config))
+        writer.hparams(as_dict(config))
 
     # Model, split once into static graphs (train and eval modes) and array state.
     model = build_recognizer(config.model, seed=config.seed, dtype=dtype)
     if config.load_from:
         load_weights(model, config.load_from)
-    task = build_task(model, config, dtype)
+    task = build_task(model, config)
     model.train()
     train_graph, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
@@ -287,7 +266,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     base_lr = optim.scaled_lr(config.optim_wrapper.optimizer.lr, global_bs, config.auto_scale_lr)
     schedule = optim.build_schedule(list(config.param_scheduler), base_lr, steps_per_epoch,
                                     config.train_cfg.max_epochs)
-    tx = optim.build_optimizer(_to_dict(config.optim_wrapper), params, schedule,
+    tx = optim.build_optimizer(as_dict(config.optim_wrapper), params, schedule,
                                optim.frozen_filter(model_cfg))
     state = TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
     state = sharding.replicate(state, mesh)
@@ -313,10 +292,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     writer.truncate(start)
 
     step_fn = jax.jit(
-        functools.partial(_checked_train_step, tx=tx, schedule=schedule, loss_fn=task.loss,
-                          seed=config.seed),
+        functools.partial(_checked_train_step, tx=tx, schedule=schedule, seed=config.seed),
         static_argnums=0, donate_argnums=1)
-    eval_fn = make_eval_step(task)
+    eval_fn = make_eval_step()
     logging.info('Training: %d samples, global batch %d on %d devices (%d processes), '
                  '%d steps/epoch, %d epochs, lr %.5g.', len(train_set), global_bs,
                  jax.device_count(), jax.process_count(), steps_per_epoch,
