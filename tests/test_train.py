@@ -65,8 +65,9 @@ def params_of(workdir) -> dict[str, np.ndarray]:
 
 
 def scalars(workdir) -> list[dict]:
+    """The logged values, without their wall-clock time (which differs between runs)."""
     with open(pathlib.Path(workdir) / 'scalars.jsonl') as f:
-        return [json.loads(line) for line in f]
+        return [{k: v for k, v in json.loads(line).items() if k != 'time'} for line in f]
 
 
 def assert_trained_alike(params, ref, losses, ref_losses):
