@@ -5,8 +5,28 @@ sections are locked, so a misspelt key -- in a file or as `--config.x=y` -- is a
 it. Free-form sections (the `model` dict, each dataset dict, pipelines, schedulers) are checked
 by the component that consumes them, which names the offending key too.
 """
+import re
+from collections.abc import Mapping
+from typing import Sequence
+
+import jax.numpy as jnp
 from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def as_dict(section: Mapping) -> dict:
+    """A config section (ConfigDict, FrozenConfigDict or dict) as a plain dict."""
+    return section.to_dict() if hasattr(section, 'to_dict') else dict(section)
+
+
+def compute_dtype(config: Mapping):
+    """The jnp dtype of `config.compute_dtype` (float32 when the config has none)."""
+    name = config.get('compute_dtype', 'float32')
+    if name not in DTYPES:
+        raise ValueError(f'compute_dtype={name!r}; known: {", ".join(DTYPES)}')
+    return DTYPES[name]
 
 
 def dataloader(batch_size: int = 8, num_workers: int = 0) -> ConfigDict:
@@ -61,6 +81,9 @@ def default_config() -> ConfigDict:
     # num_videos=..., ...) or 'SyntheticLocalization' (make_synthetic_localization's).
     c.synthetic_data = ConfigDict()
 
+    # Modules to import before anything is built, which register the user's own components
+    # (action_jax/registry.py), as MMAction2's custom_imports.
+    c.custom_imports = ConfigDict(dict(imports=(), allow_failed_imports=False))
     c.seed = 0
     c.deterministic = False      # XLA deterministic ops (slower on GPU)
     c.compute_dtype = 'float32'  # or 'bfloat16': activations and matmuls; params stay float32
@@ -75,3 +98,24 @@ def default_config() -> ConfigDict:
     c.test_best = True  # after training, test the best checkpoint as well as the last
     c.lock()
     return c
+
+
+def dict_override_hint(argv: Sequence[str], config: ConfigDict | None) -> str | None:
+    """What to type instead of ``--config.KEY=VALUE`` when ``KEY`` holds a dict.
+
+    ml_collections can only parse a dict literal for such a field, and says so in parser
+    terms; e.g. MMAction2 1.x's ``data_prefix`` is ``dict(video=DIR)``, so the override is
+    ``--config.train_dataloader.dataset.data_prefix.video=DIR``.
+    """
+    for arg in argv:
+        match = re.fullmatch(r'--config\.([\w.]+)=(.*)', arg, re.DOTALL)
+        if not match or config is None:
+            continue
+        node = config
+        for key in match[1].split('.'):
+            node = node[key] if isinstance(node, (ConfigDict, dict)) and key in node else None
+        if isinstance(node, (ConfigDict, dict)) and len(node):
+            keys = list(node.keys())
+            return (f'--config.{match[1]} is a dict (keys: {", ".join(keys)}); set a key, '
+                    f'e.g. --config.{match[1]}.{keys[0]}={match[2]}')
+    return None

@@ -1,11 +1,13 @@
 """Clips/s of MMAction2's TSN training pipeline through the grain loader, 0 and 2 workers.
 
     python benchmarks/data_pipeline.py [--videos 32] [--frames 300] [--gop 250] [--batches 20]
+        [--transcode]
 
 Writes synthetic 340x256 H.264 videos (300 frames, a keyframe every 250, like MMAction2's
 Kinetics preprocessing) to a temporary directory, then times DecordInit -> SampleFrames(1, 1, 3)
 -> DecordDecode -> Resize(-1, 256) -> MultiScaleCrop(224) -> Resize(224) -> Flip -> Normalize
--> FormatShape('NCHW'), batched by 8.
+-> FormatShape('NCHW'), batched by 8. ``--transcode`` also times the same videos re-encoded by
+``action_jax.tools.transcode_videos`` (short side 256, a keyframe every 16 frames, crf 23).
 """
 import argparse
 import multiprocessing
@@ -19,6 +21,7 @@ from absl import flags
 from action_jax.data import loader
 from action_jax.data.datasets import VideoDataset
 from action_jax.data.synthetic import render_clip, sample_clip, write_video
+from action_jax.tools.transcode_videos import transcode
 
 PIPELINE = [
     dict(type='DecordInit'),
@@ -74,6 +77,8 @@ def main():
     parser.add_argument('--frames', type=int, default=300)
     parser.add_argument('--gop', type=int, default=250)
     parser.add_argument('--batches', type=int, default=20)
+    parser.add_argument('--transcode', action='store_true',
+                        help='also time the videos after transcode_videos (dense-encoded)')
     args = parser.parse_args()
     flags.FLAGS(['data_pipeline'])  # grain's worker processes read absl flags
     with tempfile.TemporaryDirectory() as root:
@@ -81,14 +86,27 @@ def main():
         ann = make_videos(root, args.videos, args.frames, args.gop)
         print(f'wrote {args.videos} videos of 340x256x{args.frames} in '
               f'{time.perf_counter() - t0:.1f} s')
-        dataset = VideoDataset(ann, data_prefix=root)
+        video_sets = [('original', root)]
+        if args.transcode:
+            dense = os.path.join(root, 'dense')
+            t0 = time.perf_counter()
+            for i in range(args.videos):
+                transcode(os.path.join(root, f'{i:03d}.mp4'), os.path.join(dense, f'{i:03d}.mp4'),
+                          short_side=256, gop=16)
+            print(f'transcoded them in {time.perf_counter() - t0:.1f} s')
+            video_sets.append(('dense-encoded', dense))
         # DecordInit is MMAction2's reader; VideoInit is this project's PyAV reader, which
         # decodes each video once, forward, skipping frames no sampled frame depends on.
         pyav = [dict(type='VideoInit'), *PIPELINE[1:2], dict(type='VideoDecode'), *PIPELINE[3:]]
-        for name, pipeline in (('DecordInit', PIPELINE), ('VideoInit', pyav)):
-            for workers in (0, 2):
-                rate = clips_per_second(dataset, pipeline, workers, args.batches)
-                print(f'TSN train pipeline ({name}), {workers} workers: {rate:.1f} clips/s')
+        for videos, prefix in video_sets:
+            size = sum(os.path.getsize(os.path.join(prefix, f'{i:03d}.mp4'))
+                       for i in range(args.videos)) / args.videos / 1024
+            dataset = VideoDataset(ann, data_prefix=prefix)
+            for name, pipeline in (('DecordInit', PIPELINE), ('VideoInit', pyav)):
+                for workers in (0, 2):
+                    rate = clips_per_second(dataset, pipeline, workers, args.batches)
+                    print(f'TSN train pipeline ({name}), {videos} videos ({size:.0f} KiB), '
+                          f'{workers} workers: {rate:.1f} clips/s')
 
 
 if __name__ == '__main__':

@@ -22,10 +22,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from action_jax.export import max_relative_error, prepare_for_export
+from action_jax.export.signature import prepare_for_export
+from action_jax.export.verify import max_relative_error
 from action_jax.export.onnx import DEFAULT_OPSET, export_onnx
 from action_jax.export.runtime import OnnxModel
-from action_jax.train.model_io import build_recognizer
+from action_jax.models.io import build_recognizer
 
 NUM_CLASSES = 400
 
@@ -69,7 +70,7 @@ def benchmark(name: str, args: argparse.Namespace, out_dir: str) -> dict:
     model = prepare_for_export(build_recognizer(model_cfg(name, args.segments)))
     runner = OnnxModel(export_onnx(model, os.path.join(out_dir, f'{name}.onnx'),
                                         input_shape, opset=args.opset))
-    jitted = nnx.jit(lambda m, x: m.predict(x))
+    jitted = nnx.jit(lambda m, x: m.predict_scores(x))
 
     def run_jax(x: np.ndarray) -> np.ndarray:
         return np.asarray(jax.block_until_ready(jitted(model, x)))

@@ -79,8 +79,8 @@ def config_module(name: str):
 
 def model_cfg(name: str, frames: int) -> dict:
     """The K400 config's model dict (`configs/<name>_k400.py`), for `frames` per clip."""
-    cfg = config_module(name).get_config().model
-    cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
+    from action_jax.config import as_dict
+    cfg = as_dict(config_module(name).get_config().model)
     if name == 'tsm':
         cfg['backbone'] = dict(cfg['backbone'], num_segments=frames)
         cfg['cls_head'] = dict(cfg['cls_head'], num_segments=frames)
@@ -100,7 +100,7 @@ def build_jax_model(name: str, args, dtype=None):
     import numpy as np
     from flax import nnx
 
-    from action_jax.train.model_io import build_recognizer
+    from action_jax.models.io import build_recognizer
 
     model = build_recognizer(model_cfg(name, args.frames), seed=args.seed,
                              dtype=dtype or jnp.float32)

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from action_jax.config import DTYPES
+from action_jax.models.io import build_recognizer
 from action_jax.train import optim, sharding
-from action_jax.train.model_io import build_recognizer
-from action_jax.train.step import LossConfig, TrainState, recognizer_loss, train_step
+from action_jax.train.step import TrainState, train_step
 
 MODEL = dict(type='Recognizer2D',
              backbone=dict(type='ResNet', depth=50, norm_eval=False),
@@ -29,7 +30,7 @@ OPTIM = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4
 
 
 def bench_jax(args) -> float:
-    dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[args.dtype]
+    dtype = DTYPES[args.dtype]
     model = build_recognizer(MODEL, dtype=dtype)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -38,9 +39,7 @@ def bench_jax(args) -> float:
     mesh = sharding.create_mesh()
     state = sharding.replicate(TrainState(params, rest, tx.init(params),
                                           jnp.zeros((), jnp.int32)), mesh)
-    loss_fn = functools.partial(recognizer_loss, loss_cfg=LossConfig(), model_cfg=MODEL,
-                                dtype=dtype)
-    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule, loss_fn=loss_fn),
+    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule),
                    static_argnums=0, donate_argnums=1)
     rng = np.random.default_rng(0)
     batch = sharding.global_batch({

@@ -7,7 +7,9 @@ import pytest
 
 from action_jax.apis import load_config
 from action_jax.export import __main__ as export_cli
+from action_jax.export.deployed import deployed_eval_step
 from action_jax.train import loop
+from tolerances import NETWORK_REL, assert_close_norm
 
 CONFIG = pathlib.Path(__file__).parent / 'configs' / 'fixture_recognizer.py'
 
@@ -38,8 +40,9 @@ def test_onnx_test_mode_matches_jax(fixtures_dir, videos, tmp_path):
                      '--format', 'onnx', '--out', str(onnx_path)])
     jax_metrics = loop.test(_config(videos, checkpoint=checkpoint,
                                     out=str(tmp_path / 'jax.json')), str(tmp_path))
-    onnx_metrics = loop.test(_config(videos, checkpoint=checkpoint, onnx=str(onnx_path),
-                                     out=str(tmp_path / 'onnx.json')), str(tmp_path))
+    onnx_config = _config(videos, checkpoint=checkpoint, onnx=str(onnx_path),
+                          out=str(tmp_path / 'onnx.json'))
+    onnx_metrics = loop.test(onnx_config, str(tmp_path), step=deployed_eval_step(onnx_config))
     assert onnx_metrics == jax_metrics
 
     jax_scores = np.array([r['pred_score'] for r in json.loads((tmp_path / 'jax.json').read_text())])
@@ -47,11 +50,12 @@ def test_onnx_test_mode_matches_jax(fixtures_dir, videos, tmp_path):
                             for r in json.loads((tmp_path / 'onnx.json').read_text())])
     num_val = len((videos / 'synthetic_val_list_videos.txt').read_text().split('\n')) - 1
     assert jax_scores.shape == (num_val, 10)
-    np.testing.assert_allclose(onnx_scores, jax_scores, rtol=1e-4, atol=1e-6)
+    assert_close_norm(onnx_scores, jax_scores, NETWORK_REL)
 
 
 def test_tensorrt_without_the_package_is_a_clear_error(videos, tmp_path):
+    config = _config(videos, checkpoint=str(pathlib.Path(__file__).parent / 'fixtures'
+                                            / 'tsn_r18s.pth'),
+                     tensorrt=str(tmp_path / 'missing.engine'))
     with pytest.raises(ImportError, match='tensorrt'):
-        loop.test(_config(videos, checkpoint=str(pathlib.Path(__file__).parent / 'fixtures'
-                                                 / 'tsn_r18s.pth'),
-                          tensorrt=str(tmp_path / 'missing.engine')), str(tmp_path))
+        deployed_eval_step(config)

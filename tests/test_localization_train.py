@@ -87,19 +87,18 @@ def test_bmn_trains_validates_and_tests(bmn_run, monkeypatch):
     assert test['test/best/auc'] == max(r['val/auc'] for r in val)
 
     # The same model untrained (main's seed), evaluated the same way.
-    import jax.numpy as jnp
     from flax import nnx
 
     from action_jax.train import loop, sharding
-    from action_jax.train.model_io import build_recognizer
+    from action_jax.models.io import build_recognizer
     from action_jax.train.tasks import build_task
     monkeypatch.chdir(root)
     config = load_config('bmn_synthetic', BMN_OVERRIDES)
     model = build_recognizer(config.model, seed=config.seed)
-    task = build_task(model, config, jnp.float32)
+    task = build_task(model, config)
     model.eval()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    untrained, proposals = loop.evaluate(task, loop.make_eval_step(task), graphdef, params, rest,
+    untrained, proposals = loop.evaluate(task, loop.make_eval_step(), graphdef, params, rest,
                                          config.val_dataloader, sharding.create_mesh())
     assert len(proposals) == NUM_VAL
     trained = {k[len('val/'):]: v for k, v in val[-1].items() if k.startswith('val/')}
@@ -142,14 +141,14 @@ def test_bmn_test_mode_writes_proposals(bmn_run, monkeypatch, tmp_path):
 
 
 def test_deployed_test_mode_is_for_recognizers(bmn_run, monkeypatch, tmp_path):
-    from action_jax.train import loop
+    from action_jax.export.deployed import deployed_eval_step
     root, workdir = bmn_run
     monkeypatch.chdir(root)
     config = load_config('bmn_synthetic', BMN_OVERRIDES)
     config.checkpoint = str(workdir)
     config.onnx = str(tmp_path / 'bmn.onnx')
     with pytest.raises(ValueError, match='test recognizers'):
-        loop.test(config, str(tmp_path))
+        deployed_eval_step(config)
 
 
 def test_bsn_three_stages_through_the_clis(tmp_path):

@@ -15,6 +15,8 @@ from action_jax.models.backbones.resnet3d import BasicBlock3d, Bottleneck3d, Res
 from action_jax.models.builder import build_model
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.layers import ConvModule, Conv3dAs2d
+from action_jax.models.io import load_pretrained
+from tolerances import NETWORK_REL, SAME_NETWORK_REL, assert_close_norm
 
 # The released I3D R50 (i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb.py).
 I3D_R50 = dict(type='ResNet3d', depth=50, pretrained=None, pretrained2d=True,
@@ -113,7 +115,7 @@ def test_fixture_checkpoint_reproduces_mmaction2(fixtures_dir):
     feat, score = nnx.jit(lambda m, x: (m.extract_feat(x), m(x)))(model, x)
     for got, want in ((feat, io['backbone_feat'].transpose(0, 2, 3, 4, 1)),
                       (score, io['cls_score'])):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max() + 1e-6)
+        assert_close_norm(got, want, NETWORK_REL)
 
 
 def test_conv3d_as_2d_trains_and_loads_as_conv3d(fixtures_dir):
@@ -139,19 +141,18 @@ def test_conv3d_as_2d_trains_and_loads_as_conv3d(fixtures_dir):
     with jax.default_matmul_precision('highest'):
         for model in models:
             model.train()
-        np.testing.assert_allclose(loss(models[1], x), loss(models[0], x), rtol=1e-5)
+        assert_close_norm(loss(models[1], x), loss(models[0], x), SAME_NETWORK_REL)
         for model in models:
             model.eval()
         (l1, g1), (l2, g2) = (nnx.value_and_grad(loss)(m, x) for m in models)
-    np.testing.assert_allclose(l2, l1, rtol=1e-5)
+    assert_close_norm(l2, l1, SAME_NETWORK_REL)
     # ... and it folds for inference like any conv.
-    np.testing.assert_allclose(loss(fuse_conv_bn(models[1]), x), l1, rtol=1e-5)
+    assert_close_norm(loss(fuse_conv_bn(models[1]), x), l1, SAME_NETWORK_REL)
     flat1, flat2 = dict(nnx.to_flat_state(g1)), dict(nnx.to_flat_state(g2))
     assert flat1.keys() == flat2.keys()
     for key in flat1:
         want = np.asarray(flat1[key][...])
-        np.testing.assert_allclose(flat2[key][...], want, atol=1e-5 * np.abs(want).max() + 1e-9,
-                                   err_msg=str(key))
+        assert_close_norm(flat2[key][...], want, SAME_NETWORK_REL, err_msg=str(key))
 
 
 def test_zero_init_residual_zeroes_the_last_norm_of_each_block():
@@ -300,7 +301,7 @@ def test_torchvision_inflates_into_resnet3d(tmp_path, depth, cfg):
     sd = torchvision_resnet(depth, width=16)
     torch.save({'state_dict': sd}, path)
     backbone = zeros_like_model(dict(cfg, pretrained=str(path)))
-    backbone.init_weights()  # pretrained2d: MMAction2's inflate_weights
+    load_pretrained(backbone)  # pretrained2d: MMAction2's inflate_weights
     inflation = inflation_of(backbone)
     assert set(inflation.values()) == ({5, 3, 1} if depth == 50 else {3, 1})
     expected = expected_variables(sd, inflation)
@@ -331,3 +332,29 @@ def test_torchvision_reports_what_does_not_fit(tmp_path, caplog):
     assert 'layer1.0.bn1.wieght' in caplog.text and 'conv1.weight' in caplog.text
     assert not backbone.conv1.conv.kernel[...].any()
     assert backbone.layer1[0].conv1.bn.bias[...].any()
+
+
+def test_3d_pretrained_loads_into_i3d_and_a_missing_key_is_an_error(fixtures_dir, tmp_path):
+    """`pretrained2d=False`: the backbone's `pretrained` is an MMAction2 3D checkpoint (here a
+    whole recognizer's, whose `backbone.*` entries are taken), loaded strictly, as
+    build_recognizer does for main, init_recognizer and export."""
+    from action_jax.models.io import build_recognizer
+    path = fixtures_dir / 'i3d_r50s.pth'
+    cfg = fixture_model_cfg(fixtures_dir)
+    model = build_recognizer(dict(cfg, backbone=dict(cfg['backbone'], pretrained=str(path),
+                                                     pretrained2d=False)))
+    reference = zeros_like_model(cfg['backbone'])
+    state = load_mmaction2_checkpoint(path)
+    apply_state_dict(reference, {k.removeprefix('backbone.'): v for k, v in state.items()
+                                 if k.startswith('backbone.')})
+    # Copies of the same float32 arrays: equal exactly.
+    for ours, ref in zip(jax.tree.leaves(nnx.state(model.backbone, nnx.Param, nnx.BatchStat)),
+                         jax.tree.leaves(nnx.state(reference, nnx.Param, nnx.BatchStat))):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+
+    missing = tmp_path / 'missing.pth'
+    torch.save({'state_dict': {k: torch.from_numpy(np.array(v)) for k, v in state.items()
+                               if k != 'backbone.conv1.conv.weight'}}, missing)
+    with pytest.raises(CheckpointError, match='conv1/conv/kernel'):
+        build_recognizer(dict(cfg, backbone=dict(cfg['backbone'], pretrained=str(missing),
+                                                 pretrained2d=False)))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from action_jax.localization.data import DATASETS as LOCALIZATION_DATASETS
+from action_jax.registry import lookup
 
 __all__ = ['DATASETS', 'RawframeDataset', 'VideoDataset', 'build_dataset']
 
@@ -34,6 +34,13 @@ def _to_int(token: str, what: str) -> int:
     if value < 0:
         raise _LineError(f'{what} {value} is negative')
     return value
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        raise _LineError(f'invalid UTF-8 ({err.reason} at byte {err.start})') from None
 
 
 class _ListFileDataset:
@@ -83,15 +90,18 @@ class _ListFileDataset:
         if not os.path.isfile(self.ann_file):
             raise FileNotFoundError(f'annotation file not found: {self.ann_file}')
         data_list = []
-        with open(self.ann_file) as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
+        # Bytes decoded line by line, so that invalid UTF-8 is reported with its line.
+        with open(self.ann_file, 'rb') as f:
+            for line_no, raw in enumerate(f, start=1):
                 try:
+                    line = _decode(raw)
+                    if not line.strip():
+                        continue
                     data_list.append(self._parse_fields(self._split(line)))
                 except _LineError as err:
+                    text = raw.decode('utf-8', 'replace').strip()
                     raise ValueError(f'{self.ann_file}, line {line_no}: {err}: '
-                                     f'{line.strip()!r}') from None
+                                     f'{text!r}') from None
         return data_list
 
     def _parse_fields(self, fields: list[str]) -> dict:
@@ -233,18 +243,18 @@ class RawframeDataset(_ListFileDataset):
         return results
 
 
+# The whole registry (action_jax/registry.py); LAZY_DATASETS are imported on first use.
 DATASETS = {'VideoDataset': VideoDataset, 'RawframeDataset': RawframeDataset}
+LAZY_DATASETS = {'ActivityNetDataset': 'action_jax.localization.data',
+                 'PackedDataset': 'action_jax.data.packed'}
 
 
 def build_dataset(cfg: Mapping[str, Any]):
     """A dataset from its config dict; `pipeline` belongs to the loader and is ignored here."""
     kwargs = {k: v for k, v in cfg.items() if k not in ('type', 'pipeline')}
-    from action_jax.data.packed import DATASETS as PACKED_DATASETS  # packed builds on this module
-    registry = {**DATASETS, **LOCALIZATION_DATASETS, **PACKED_DATASETS}
     name = cfg.get('type', 'VideoDataset')
-    if name not in registry:
-        raise KeyError(f'Unknown dataset type {name!r}; known: {sorted(registry)}')
+    cls = lookup(DATASETS, LAZY_DATASETS, name, 'dataset', 'dataset')
     try:
-        return registry[name](**kwargs)
+        return cls(**kwargs)
     except TypeError as e:
         raise TypeError(f'{name}: {e}') from e

@@ -39,12 +39,12 @@ import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
 from action_jax.data.datasets import PathPrefix, VideoDataset, _LineError
-from action_jax.data.decoding import (VideoDecode, VideoDecodeError, VideoReader, _describe,
-                                      _image_decoder, open_video)
+from action_jax.data.decoding import VideoDecode, _image_decoder
+from action_jax.data.readers import VideoDecodeError, VideoReader, describe, open_video
 from action_jax.data.transforms import _rescale_size
 
-__all__ = ['DATASETS', 'INDEX_NAME', 'PackedDataset', 'PackedInit', 'PackedVideoReader',
-           'TRANSFORMS', 'encode_video', 'pack_videos', 'read_index']
+__all__ = ['INDEX_NAME', 'PackedDataset', 'PackedDecode', 'PackedInit', 'PackedVideoReader',
+           'encode_video', 'pack_videos', 'read_index']
 
 INDEX_NAME = 'index.json'
 FORMAT = 'action_jax.packed/1'
@@ -111,7 +111,7 @@ class PackedVideoReader(VideoReader):
             return np.stack([self._decode(self._source[self._offset + int(i)], False)
                              for i in unique])
         except (OSError, ValueError, RuntimeError) as exc:
-            raise VideoDecodeError(self.name, _describe(exc)) from exc
+            raise VideoDecodeError(self.name, describe(exc)) from exc
 
 
 class PackedDataset(VideoDataset):
@@ -182,9 +182,11 @@ class PackedInit:
         return f'{type(self).__name__}(decoding_backend={self.decoding_backend})'
 
 
-DATASETS = {'PackedDataset': PackedDataset}
-# The reader does the packed part; the decode step is the video one.
-TRANSFORMS = {'PackedInit': PackedInit, 'PackedDecode': VideoDecode}
+
+
+class PackedDecode(VideoDecode):
+    """VideoDecode under the name a packed pipeline reads best: the reader PackedInit puts
+    on the sample does the packed part."""
 
 
 # ---------------------------------------------------------------------------- writing

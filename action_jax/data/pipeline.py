@@ -3,23 +3,26 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from action_jax.data import decoding, packed, transforms
-from action_jax.localization import data as localization_data
+from action_jax.data import decoding, transforms
+from action_jax.registry import lookup
 
-# The whole registry: a plain dict from the names used in configs to classes.
-TRANSFORMS: dict[str, Callable[..., Any]] = {**transforms.TRANSFORMS, **decoding.TRANSFORMS,
-                                             **localization_data.TRANSFORMS, **packed.TRANSFORMS}
+# The whole registry (action_jax/registry.py): the names used in configs -> classes.
+TRANSFORMS: dict[str, Callable[..., Any]] = {**transforms.TRANSFORMS, **decoding.TRANSFORMS}
+# The localizers' and the packed data's transforms, imported on first use.
+LAZY_TRANSFORMS = {
+    **dict.fromkeys(('LoadLocalizationFeature', 'GenerateLocalizationLabels', 'LoadProposals',
+                     'PackLocalizationInputs'), 'action_jax.localization.data'),
+    **dict.fromkeys(('PackedInit', 'PackedDecode'), 'action_jax.data.packed'),
+}
 
 
 def build_transform(cfg: Mapping[str, Any]):
     """Instantiates one transform from `dict(type=name, **kwargs)`."""
     kwargs = dict(cfg)
     name = kwargs.pop('type', None)
-    if name not in TRANSFORMS:
-        raise KeyError(f'Unknown transform type {name!r} in {dict(cfg)}; '
-                       f'known: {sorted(TRANSFORMS)}')
+    cls = lookup(TRANSFORMS, LAZY_TRANSFORMS, name, f'transform {dict(cfg)}', 'transform')
     try:
-        return TRANSFORMS[name](**kwargs)
+        return cls(**kwargs)
     except TypeError as e:  # an unknown or missing argument: name the transform
         raise TypeError(f'{name}: {e}') from e
 

@@ -264,12 +264,3 @@ def batch_labels(label_fn: Callable[[np.ndarray], Mapping[str, np.ndarray]],
         gt_bbox = [np.asarray(b)[:int(n)] for b, n in zip(gt_bbox, num_gt)]
     labels = [label_fn(b) for b in gt_bbox]
     return {key: np.stack([item[key] for item in labels]) for key in labels[0]}
-
-
-DATASETS = {'ActivityNetDataset': ActivityNetDataset}
-TRANSFORMS = {
-    'LoadLocalizationFeature': LoadLocalizationFeature,
-    'GenerateLocalizationLabels': GenerateLocalizationLabels,
-    'LoadProposals': LoadProposals,
-    'PackLocalizationInputs': PackLocalizationInputs,
-}

@@ -6,9 +6,8 @@
 
 Sub-configs `backbone`, `neck` and `cls_head` are built recursively; other dict arguments
 (`consensus`, `test_cfg`, `data_preprocessor`, ...) are passed through as dicts. JSON lists
-become tuples. Components that take `rngs` also receive `dtype` (the compute dtype).
+become tuples. Components receive `rngs` and `dtype` (the compute dtype) if they take them.
 """
-import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from action_jax.models.backbones.resnet import ResNet
 from action_jax.models.backbones.resnet_tsm import ResNetTSM
 from action_jax.models.heads import I3DHead, TSMHead, TSNHead
 from action_jax.models.recognizers import Recognizer2D, Recognizer3D
+from action_jax.registry import lookup
 
 MODELS: dict[str, type] = {
     'Recognizer2D': Recognizer2D,
@@ -31,7 +31,7 @@ MODELS: dict[str, type] = {
     'I3DHead': I3DHead,
 }
 
-# Registered on first use: type name -> module that defines the class of that name.
+# Imported on first use (action_jax/registry.py): type name -> module defining that class.
 LAZY_MODELS: dict[str, str] = {
     'ResNet3d': 'action_jax.models.backbones.resnet3d',
     # Temporal action localizers (models/localizers: LOCALIZERS).
@@ -41,15 +41,6 @@ LAZY_MODELS: dict[str, str] = {
 }
 
 _SUBMODULE_KEYS = ('backbone', 'neck', 'cls_head')
-
-
-def _lookup(type_name: Any, where: str) -> type:
-    if type_name not in MODELS and type_name in LAZY_MODELS:
-        MODELS[type_name] = getattr(importlib.import_module(LAZY_MODELS[type_name]), type_name)
-    if type_name not in MODELS:
-        known = sorted({*MODELS, *LAZY_MODELS})
-        raise KeyError(f'{where}: unknown model type {type_name!r}; known types: {known}')
-    return MODELS[type_name]
 
 
 def _accepted_args(cls: type) -> set[str]:
@@ -86,7 +77,8 @@ def build_model(cfg: Mapping, *, rngs: nnx.Rngs, dtype=jnp.float32) -> nnx.Modul
 def _build(cfg: Mapping, rngs: nnx.Rngs, dtype, where: str) -> nnx.Module:
     args = {k: _tuples(v) for k, v in cfg.items()}
     type_name = args.pop('type', None)
-    cls = _lookup(type_name, where)
+    cls = lookup(MODELS, LAZY_MODELS, type_name, where, 'model')
+    shared = {k: v for k, v in (('rngs', rngs), ('dtype', dtype)) if k in _accepted_args(cls)}
     accepted = _accepted_args(cls) - {'dtype', 'rngs'}
     unknown = sorted(set(args) - accepted)
     if unknown:
@@ -95,6 +87,5 @@ def _build(cfg: Mapping, rngs: nnx.Rngs, dtype, where: str) -> nnx.Module:
     for key in _SUBMODULE_KEYS:
         if isinstance(args.get(key), Mapping):
             args[key] = _build(args[key], rngs, dtype, f'{where}.{key}')
-    if 'rngs' in inspect.signature(cls.__init__).parameters:
-        args.update(rngs=rngs, dtype=dtype)
+    args.update(shared)
     return cls(**args)

@@ -1,7 +1,7 @@
 """Fold BatchNorm into the preceding convolution for inference.
 
     fused = fuse_conv_bn(model)      # eval-only copy; `model` is left untouched
-    scores = fused.predict(x)
+    scores = fused.predict_scores(x)
 
 Every `ConvModule` (conv without bias -> BatchNorm -> optional ReLU), 2D or 3D, including
 TSM's `TemporalShiftConv` (the shift still runs on the conv's input), becomes a conv with a

@@ -5,14 +5,17 @@ Each head keeps MMAction2's order of operations:
   TSMHead: spatial pool -> dropout -> fc_cls per frame -> mean over segments
   I3DHead: spatio-temporal pool -> dropout -> fc_cls
 Pooling and consensus run in float32; `fc_cls` computes in `dtype` and logits are float32.
+Heads own their loss (`loss_cls`, `label_smooth_eps`, `multi_class`), as MMAction2's do.
 """
 from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 AVERAGE_CLIPS = ('score', 'prob', None)
+LOSSES = ('CrossEntropyLoss', 'BCELossWithLogits', 'BCELoss')
 
 
 def _pool(x: jax.Array, spatial_type: str | None) -> jax.Array:
@@ -30,9 +33,10 @@ def _check_consensus(consensus: Mapping | None) -> None:
 
 
 class BaseHead(nnx.Module):
-    """Dropout + `fc_cls` classifier and MMAction2's test-time clip averaging.
+    """Dropout + `fc_cls` classifier, its loss and MMAction2's test-time clip averaging.
 
-    `loss_cls` and `init_cfg` are accepted for config compatibility; the loss is the trainer's.
+    `loss_cls=dict(type='CrossEntropyLoss' | 'BCELossWithLogits', loss_weight=1.0)`;
+    `init_cfg` is accepted for config compatibility.
     """
 
     def __init__(self, num_classes: int, in_channels: int, *, dropout_ratio: float,
@@ -46,6 +50,12 @@ class BaseHead(nnx.Module):
                              f'are ["score", "prob", None]')
         if spatial_type not in ('avg', None):
             raise NotImplementedError(f"spatial_type {spatial_type!r}: only 'avg' or None")
+        loss_cls = dict(loss_cls or {})
+        self.loss_type = loss_cls.pop('type', 'CrossEntropyLoss')
+        self.loss_weight = float(loss_cls.pop('loss_weight', 1.0))
+        if self.loss_type not in LOSSES or loss_cls:
+            raise ValueError(f'loss_cls type {self.loss_type!r} with {sorted(loss_cls)}: '
+                             f'known types {", ".join(LOSSES)}, argument loss_weight')
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.spatial_type = spatial_type
@@ -63,6 +73,23 @@ class BaseHead(nnx.Module):
         if self.dropout is not None:
             x = self.dropout(x)
         return self.fc_cls(x).astype(jnp.float32)
+
+    def loss(self, cls_scores: jax.Array, labels: jax.Array) -> jax.Array:
+        """The weighted loss of [B, K] scores against class indices [B] or multi-hot [B, K]
+        labels (`multi_class`), targets smoothed by `label_smooth_eps`."""
+        logits = cls_scores.astype(jnp.float32)
+        if labels.ndim == 1:
+            targets = jax.nn.one_hot(labels, self.num_classes)
+        else:
+            targets = labels.astype(jnp.float32)
+        if self.label_smooth_eps:
+            targets = (targets * (1 - self.label_smooth_eps)
+                       + self.label_smooth_eps / self.num_classes)
+        if self.loss_type == 'CrossEntropyLoss':
+            loss = optax.softmax_cross_entropy(logits, targets)
+        else:
+            loss = optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
+        return self.loss_weight * loss.mean()
 
     def average_clip(self, cls_scores: jax.Array, num_segs: int = 1) -> jax.Array:
         """[B * num_segs, K] -> [B, K] ('prob': mean of softmax, 'score': mean of scores),

@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from action_jax.apis import load_config
-from action_jax.train.model_io import build_recognizer, load_weights
+from action_jax.models.io import build_recognizer, load_weights
 
 
 def convert(pth: str, config, out: str) -> str:

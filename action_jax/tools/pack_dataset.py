@@ -16,9 +16,9 @@ import hashlib
 import os
 import sys
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from action_jax.data import packed
+from action_jax.progress import bar
 
 
 def _list_videos(ann_file: str, delimiter: str | None) -> list[str]:
@@ -75,15 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     if state in ('complete', 'incomplete'):
         packed.remove_pack(args.out)
 
-    with Progress(TextColumn('packing'), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), disable=not sys.stdout.isatty()) as progress:
-        task = progress.add_task('videos', total=len(dict.fromkeys(videos)))
-
+    with bar('Packing videos', total=len(dict.fromkeys(videos))) as advance:
         index = packed.pack_videos(videos, args.data_prefix, args.out,
                                    short_side=args.short_side, ext=args.ext,
                                    quality=args.quality, workers=args.workers,
                                    shard_bytes=args.shard_mb << 20, source=source,
-                                   on_video=lambda key, error: progress.advance(task))
+                                   on_video=lambda key, error: advance())
     frames = sum(v['frames'] for v in index['videos'].values())
     print(f'packed {len(index["videos"])} videos ({frames} frames) into '
           f'{len(index["shards"])} shards in {args.out}; {len(index["skipped"])} skipped')

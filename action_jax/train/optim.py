@@ -150,7 +150,11 @@ def build_optimizer(optim_wrapper: Mapping[str, Any], params, schedule: optax.Sc
     wd_mults = jax.tree.map(lambda m: m.decay, mults, is_leaf=lambda x: isinstance(x, ParamMults))
     wd = opt.get('weight_decay', 0.0)
 
-    chain = []
+    # Frozen parameters have no gradient in MMAction2 (requires_grad=False), so they take no
+    # part in clip_grad's global norm either: their gradients are zeroed first.
+    trainable = jax.tree_util.tree_map_with_path(
+        lambda path, _: 0.0 if is_frozen(path_str(path)) else 1.0, params)
+    chain = [_scale_by_tree(trainable)]
     max_norm = optim_wrapper.get('clip_grad', {}).get('max_norm')
     if max_norm:
         chain.append(optax.clip_by_global_norm(max_norm))

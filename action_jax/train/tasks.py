@@ -1,10 +1,9 @@
-"""What training and evaluation do per kind of model: recognition, or temporal action
-localization (BMN, BSN's TEM and PEM). The loop (train/loop.py) is the same for both; a task
-supplies the parts that differ:
+"""How the host side of training and evaluation differs per kind of model: recognition, or
+temporal action localization (BMN, BSN's TEM and PEM). The loop (train/loop.py) and the
+jitted steps are the same for both, and the models own their loss and predictions
+(`model.loss(batch, rng)`, `model.predict(batch)`); a task supplies the rest:
 
   prepare_batch(batch, train)   host: a loader batch -> the arrays sent to the devices
-  loss(model, batch, rng)       in the jitted train step: (loss, {'loss': loss, ...})
-  predict(model, batch)         in the jitted eval step: per-sample predictions
   evaluate(dataset, predictions, rows)
                                 host: a split's predictions, and the other (non-input) batch
                                 arrays, in data-set order -> (metrics, per-video results)
@@ -14,10 +13,9 @@ supplies the parts that differ:
 """
 import json
 import pickle
-from typing import Any, Mapping
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -25,16 +23,15 @@ from action_jax.evaluation.metrics import anet_ar_an
 from action_jax.evaluation.metrics import evaluate as accuracy_metrics
 from action_jax.localization.proposals import dump_proposals_json, dump_tem_result
 from action_jax.models.localizers import LOCALIZERS
-from action_jax.train.step import LossConfig, normalize, recognizer_loss
 
 Batch = dict[str, np.ndarray]
 
 
-def build_task(model, config, dtype) -> 'Recognition | Localization':
-    """The task of `model` (built from `config.model`), run in compute `dtype`."""
+def build_task(model, config) -> 'Recognition | Localization':
+    """The task of `model` (built from `config.model`)."""
     if isinstance(model, tuple(LOCALIZERS.values())):
         return Localization(model, config)
-    return Recognition(config, dtype)
+    return Recognition(config)
 
 
 class Recognition:
@@ -43,25 +40,12 @@ class Recognition:
     input_keys = ('imgs',)
     best_metric = 'acc/top1'
 
-    def __init__(self, config, dtype):
-        model = config.model
-        self.model_cfg = model.to_dict() if hasattr(model, 'to_dict') else dict(model)
-        self.loss_cfg = LossConfig.from_model_cfg(self.model_cfg)
-        self.dtype = dtype
+    def __init__(self, config):
         self.metrics = tuple(config.eval_metrics)
         self.topk = tuple(config.metric_options.topk)
 
     def prepare_batch(self, batch: Batch, train: bool) -> Batch:
         return batch
-
-    def loss(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
-        return recognizer_loss(model, batch, rng, loss_cfg=self.loss_cfg,
-                               model_cfg=self.model_cfg, dtype=self.dtype)
-
-    def predict(self, model, batch: Mapping[str, jax.Array]) -> jax.Array:
-        """Per-video class scores (the head's average_clips applied over the views)."""
-        return model.predict(normalize(batch['imgs'], self.model_cfg, self.dtype)).astype(
-            jnp.float32)
 
     def evaluate(self, dataset, predictions: np.ndarray,
                  rows: Batch) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:
@@ -115,12 +99,6 @@ class Localization:
         if train and gt_bbox is not None and hasattr(self.model, 'generate_labels'):
             batch.update(self.model.generate_labels(gt_bbox, num_gt))
         return batch
-
-    def loss(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
-        return model.loss(batch, rng)
-
-    def predict(self, model, batch: Mapping[str, jax.Array]):
-        return model.predict(batch)
 
     def evaluate(self, dataset, predictions, rows: Batch) -> tuple[dict[str, float],
                                                                      dict[str, Any]]:

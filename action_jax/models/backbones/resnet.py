@@ -120,9 +120,8 @@ class ResNet(nnx.Module):
     """ResNet-18/34/50/101/152 backbone on [B, H, W, C] frames.
 
     Returns the feature map of the single `out_indices` stage, or a tuple for several.
-    `pretrained` is recorded only: weights are initialised from scratch as MMAction2 does
-    (kaiming fan_out convs, BN 1/0); load ImageNet weights with
-    `action_jax.convert.torchvision.init_backbone_from_torchvision`.
+    Weights are initialised as MMAction2 does (kaiming fan_out convs, BN 1/0);
+    `models/io.py` loads the torchvision ImageNet weights that `pretrained` names.
     """
 
     arch_settings = {

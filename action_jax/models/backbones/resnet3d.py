@@ -156,7 +156,7 @@ class ResNet3d(nnx.Module):
     or a tuple for several.
 
     Weights start as in MMAction2 (kaiming fan_out convs, BN 1/0, the last BN of each block 0
-    with `zero_init_residual`); `init_weights()` loads `pretrained`. Non-local blocks are not
+    with `zero_init_residual`); `models/io.py` loads `pretrained` (`pretrained2d`). Non-local blocks are not
     implemented (a non-zero `non_local` raises). `conv_cfg=dict(type='Conv3dAs2d')` computes
     every 3D conv as a 2D one (layers.Conv3dAs2d): same parameters, faster on XLA:CPU.
     """
@@ -240,20 +240,6 @@ class ResNet3d(nnx.Module):
             for _, module in nnx.iter_modules(self):
                 if isinstance(module, (BasicBlock3d, Bottleneck3d)):
                     module.last_norm().scale[...] = 0.0
-
-    def init_weights(self) -> None:
-        """Load `pretrained` as MMAction2's `init_weights` does: a torchvision 2D ResNet,
-        inflated (`pretrained2d`), or an MMAction2 checkpoint of this backbone, non-strict.
-        Nothing to do when `pretrained` is None."""
-        if self.pretrained is None:
-            return
-        if self.pretrained2d:
-            from action_jax.convert.torchvision import init_backbone_from_torchvision
-            init_backbone_from_torchvision(self, self.pretrained)
-        else:
-            from action_jax.convert.mmaction2 import (apply_state_dict,
-                                                      load_mmaction2_checkpoint)
-            apply_state_dict(self, load_mmaction2_checkpoint(self.pretrained), strict=False)
 
     def res_layer(self, i: int) -> nnx.List:
         """Stage `i` (0-based), i.e. `layer{i + 1}`."""
