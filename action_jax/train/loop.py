@@ -199,7 +199,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # Model, split once into static graphs (train and eval modes) and array state.
     model = build_recognizer(config.model, seed=config.seed, dtype=dtype)
     if config.load_from:
-        load_weights(model, config.load_from)
+        load_weights(model, config.load_from, strict=config.load_from_strict)
     task = build_task(model, config)
     model.train()
     train_graph, params, rest = nnx.split(model, nnx.Param, ...)
