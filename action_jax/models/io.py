@@ -153,6 +153,15 @@ def resolve(path: str) -> tuple[str, str]:
     return 'orbax', os.path.join(path, str(steps[0]))
 
 
+def save_weights(model, step_dir: str) -> str:
+    """Writes the model's arrays as an action_jax checkpoint step directory (what
+    :func:`restore_weights` reads: `step_dir/state`, {'params', 'rest'}); returns it."""
+    state = {'params': nnx.state(model, nnx.Param), 'rest': nnx.state(model, nnx.BatchStat)}
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(os.path.abspath(step_dir), 'state'), state)
+    return os.path.abspath(step_dir)
+
+
 def _unwrap_values(tree):
     """nnx.State saves each Variable as {'value': array}; return plain nested arrays."""
     if isinstance(tree, Mapping):
