@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from action_jax import progress
 from action_jax.apis import init_recognizer
 from action_jax.config import as_dict
 from action_jax.convert.mmaction2 import (CheckpointError, apply_state_dict,
@@ -176,3 +177,15 @@ def test_mmaction2_checkpoint_into_a_head_for_other_classes(fixtures_dir, caplog
     assert_backbone_copied_head_new(model, fresh, arrays(reference))
     [warning] = skipped_warnings(caplog)
     assert 'cls_head.fc_cls.weight' in warning and 'cls_head.fc_cls.bias' in warning
+
+
+def test_evaluation_shows_its_progress(data, pretrained, tmp_path, monkeypatch, capsys):
+    """Test mode (and validation: the same evaluate) counts batches with an ETA on a
+    terminal; here 8 val videos in batches of 4."""
+    monkeypatch.setattr(progress, 'enabled', lambda: True)
+    config = tsn_tiny.get_config(str(data))
+    config.checkpoint = str(pretrained)
+    metrics = loop.test(config, str(tmp_path))
+    err = capsys.readouterr().err
+    assert 'Evaluating' in err and '2/2' in err and 'ETA' in err
+    assert 'acc/top1' in metrics

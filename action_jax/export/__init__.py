@@ -72,6 +72,7 @@ from action_jax.models.localizers import LOCALIZERS
 from action_jax.models.localizers.layers import Buffer
 from action_jax.models.recognizers import Recognizer3D
 from action_jax.models.preprocessor import DEFAULT_MEAN, DEFAULT_STD
+from action_jax.progress import track
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'scores'
@@ -360,7 +361,7 @@ def verify_outputs(run: Callable[[np.ndarray], Any], model: nnx.Module,
     names = output_names(model)
     rng = np.random.default_rng(seed)
     worst = dict.fromkeys(names, 0.0)
-    for batch in batch_sizes:
+    for batch in track(batch_sizes, 'Verifying the export'):
         x = rng.standard_normal((batch, *sample_shape(model, input_shape)), dtype=np.float32)
         for name, out, ref in zip(names, as_outputs(run(x), names), predict(weights, x)):
             error = max_relative_error(out, ref)

@@ -6,6 +6,7 @@ preprocessing, loss and predictions). Localizers (models/localizers) take the sa
 feature files; what differs on the host (metrics, result files) is its task's (train/tasks.py).
 """
 import functools
+import math
 import os
 import signal
 import time
@@ -22,6 +23,7 @@ from action_jax.data import loader
 from action_jax.data.datasets import build_dataset
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
+from action_jax.progress import track
 from action_jax.train import optim, sharding
 from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.scalar_log import ScalarLog
@@ -104,7 +106,8 @@ def evaluate(task, step, graphdef, params, rest, dataloader_cfg,
         num_workers=dataloader_cfg.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count())
     predictions, rows, skipped = [], [], 0
-    for batch in batches:
+    for batch in track(batches, 'Evaluating',
+                       total=math.ceil(len(dataset) / (jax.process_count() * local_bs))):
         skipped += int(batch.pop('num_skipped').sum())
         arrays = sharding.global_batch(task.prepare_batch(batch, train=False), mesh)
         out = jax.tree.map(sharding.to_host, step(graphdef, params, rest, arrays))
