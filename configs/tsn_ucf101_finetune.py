@@ -20,6 +20,8 @@ import glob
 import os
 import sys
 
+from action_jax.label_map import read_label_map
+
 sys.path.insert(0, os.path.dirname(__file__))
 import tsn_k400  # noqa: E402
 
@@ -52,10 +54,8 @@ def use_own_videos(config, lists_dir: str):
         raise ValueError(f'{lists_dir}: expected one *_train_list_videos.txt and label_map.txt '
                          f'(python -m action_jax.tools.build_file_list SRC --out-dir '
                          f'{lists_dir}), found {[os.path.basename(f) for f in found]}')
-    with open(label_map) as f:
-        classes = sum(1 for line in f if line.strip())
     videos = os.path.join(lists_dir, 'videos')
-    return use_data(config, num_classes=classes, ann_file_train=found[0],
+    return use_data(config, num_classes=len(read_label_map(label_map)), ann_file_train=found[0],
                     ann_file_val=found[0].replace('_train_list_', '_val_list_'),
                     data_root=videos, data_root_val=videos)
 
