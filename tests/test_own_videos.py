@@ -2,8 +2,8 @@
 tree of 4 classes of real mp4 files, from a checkpoint of an 8-class model.
 
 Only the block's four variables are set here (SRC, CONFIG, CHECKPOINT, VIDEO; CONFIG is the
-tiny tests/configs/tsn_tiny_finetune.py), and `python -m action_jax.main` gets one extra flag
-(1 epoch); every other line runs as the README says, so the README cannot drift.
+tiny tests/configs/tsn_tiny_finetune.py), and `python -m action_jax.main` gets extra flags
+(1 epoch, no validation); every other line runs as the README says, so the README cannot drift.
 """
 import json
 import os
@@ -18,9 +18,11 @@ from action_jax.models.io import build_recognizer, save_weights
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / 'tests' / 'configs' / 'tsn_tiny_finetune.py'
+sys.path.insert(0, str(TINY.parent))
+import tsn_tiny  # noqa: E402
 CLASSES = ('square_left', 'square_right', 'disc_left', 'disc_right')
 VARIABLES = ('SRC', 'CONFIG', 'CHECKPOINT', 'VIDEO')
-MAIN_FLAGS = '--config.train_cfg.max_epochs=1'
+MAIN_FLAGS = '--config.train_cfg.max_epochs=1 --config.train_cfg.val_interval=2'
 
 
 def readme_block() -> str:
@@ -51,8 +53,6 @@ def test_readme_train_on_your_own_videos(tmp_path):
             shutil.copy(video, src / name)
     new_video = next((generated / 'videos_val' / 'disc_left').glob('*.mp4'))
     # The checkpoint to start from: the tiny model for the generator's 8 classes.
-    sys.path.insert(0, str(REPO / 'tests' / 'configs'))
-    import tsn_tiny
     eight = tsn_tiny.get_config(str(generated))
     save_weights(build_recognizer(eight.model, seed=1),
                  str(tmp_path / 'eight' / 'checkpoints' / '0'))

@@ -1,4 +1,4 @@
-"""configs/tsn_ucf101_finetune.py's own-videos mode on tsn_tiny.py's model: 1 epoch.
+"""configs/tsn_ucf101_finetune.py's own-videos mode on tsn_tiny.py's model.
 
 `--config=tests/configs/tsn_tiny_finetune.py:LISTS_DIR` (build_file_list's --out-dir).
 """
@@ -14,7 +14,4 @@ import tsn_ucf101_finetune  # noqa: E402
 
 def get_config(lists_dir: str):
     config = tsn_tiny.shrink(tsn_synthetic.get_config(), lists_dir)
-    tsn_ucf101_finetune.use_own_videos(config, lists_dir)
-    config.train_cfg.max_epochs = 1
-    config.param_scheduler = []
-    return config
+    return tsn_ucf101_finetune.use_own_videos(config, lists_dir)
