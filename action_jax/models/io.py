@@ -45,7 +45,7 @@ def check_fit(source: str, *, missing: Sequence[str], unexpected: Sequence[str],
         names.append(f'unexpected keys (checkpoint entries the model lacks): '
                      f'{", ".join(unexpected)}')
     if names and strict:
-        raise CheckpointError(f'{source} does not fit the model:\n  ' + '\n  '.join(names))
+        raise CheckpointError(f'{source} does not fit the model: ' + '; '.join(names))
     for line in names:
         logger.warning('%s: %s', source, line)
     if mismatched:
@@ -72,7 +72,7 @@ def load_pretrained(backbone: nnx.Module) -> None:
     not fit are logged, as MMAction2 does. `pretrained2d=False`: an MMAction2 checkpoint of
     this backbone (its own keys, or a recognizer's `backbone.*` ones), loaded strictly: a
     missing or unexpected key is an error, since training would silently start from random
-    weights otherwise.
+    weights otherwise (a tensor of another shape is skipped with a warning, as everywhere).
     """
     path = backbone.pretrained
     if getattr(backbone, 'pretrained2d', True):
@@ -89,7 +89,8 @@ def load_pretrained(backbone: nnx.Module) -> None:
 
 def load_weights(model, path: str, strict: bool = True) -> None:
     """Loads model weights in place from an MMAction2 `.pth` or an action_jax checkpoint, by
-    :func:`check_fit`'s policy (`strict`: names must match; shapes that differ are skipped)."""
+    :func:`check_fit`'s policy (`strict`: names must match; shapes that differ are skipped).
+    A localizer's `.pth` is always loaded strictly (convert/localizers.py)."""
     kind, location = resolve(path)
     if kind == 'pth':
         from action_jax.convert import localizers, mmaction2
