@@ -142,6 +142,13 @@ def test_finetuning_to_new_classes_trains(data, pretrained, tmp_path, caplog):
     # ln 2 (the new head's near-zero logits) before; about 0.61 after on x86-64.
     assert after < 0.95 * before, (before, after)
 
+def test_other_dropout_is_no_name_mismatch(data, pretrained):
+    """The checkpoint's dropout rng streams are not weights: a head without dropout loads."""
+    config = shape_config(data)
+    config.model.cls_head.dropout_ratio = 0.0
+    load_weights(build_recognizer(config.model), str(pretrained))
+
+
 @pytest.mark.parametrize('num_stages, names', [
     (3, r'missing keys \(model variables not in the checkpoint\): backbone/layer3/0/'),
     (1, r'unexpected keys \(checkpoint entries the model lacks\): .*backbone/layer2/0/'),

@@ -102,8 +102,13 @@ def load_weights(model, path: str, strict: bool = True) -> None:
             mmaction2.apply_state_dict(model, state_dict, strict=strict, source=location)
         return
     weights = restore_weights(location)
-    stored = {**_flatten(weights['params']), **_flatten(weights['rest'])}
-    # Parameters and BatchNorm statistics; dropout rng streams stay the new model's own.
+    rest = _flatten(weights['rest'])
+    # Parameters and BatchNorm statistics. Dropout rng streams ({key, count} per module) stay
+    # the new model's own, and one with other dropout has other streams: not compared.
+    streams = {name.rpartition('/')[0] for name, value in rest.items()
+               if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)}
+    stored = {**_flatten(weights['params']),
+              **{name: v for name, v in rest.items() if name.rpartition('/')[0] not in streams}}
     known = {_name(p): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
     wanted = {name: v for name, v in known.items() if isinstance(v, (nnx.Param, nnx.BatchStat))}
     mismatched = {name: (stored[name].shape, v.shape) for name, v in wanted.items()
