@@ -1,6 +1,7 @@
 """TSN R50 finetuned on UCF101 (split 1) from a Kinetics-400 checkpoint, as MMAction2's finetuning
 tutorial (docs/en/user_guides/finetune.md) does: tsn_k400.py with a 101-class head, the K400
-weights as `load_from`, lr 0.005 instead of 0.01 and 50 epochs instead of 100.
+weights as `load_from`, lr 0.005 instead of 0.01 and 50 epochs instead of 100 (lr for a global
+batch of 256, scaled to yours by tsn_k400.py's auto_scale_lr).
 
 Every tensor of the checkpoint is copied except the head's, whose shape no longer fits: it keeps
 its initialisation and a warning names it (`load_from_strict`, True, still makes a name in the
