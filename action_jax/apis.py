@@ -11,7 +11,6 @@ for a file), so one config serves both kinds of input.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import string
@@ -28,8 +27,9 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
+from action_jax import config_path, user_errors
 from action_jax.config import as_dict, compute_dtype
-from action_jax.data.decoding import VideoDecodeError
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
@@ -74,16 +74,7 @@ def _read_config(config: str | os.PathLike | Mapping) -> ConfigDict:
         return ConfigDict(config)
     if not isinstance(config, (str, os.PathLike)):
         raise TypeError(f'config must be a file name or a ConfigDict, got {type(config)}')
-    path, sep, arg = os.fspath(config).partition(':')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'config file {path!r} does not exist')
-    spec = importlib.util.spec_from_file_location(
-        f'_action_jax_config_{abs(hash(os.path.abspath(path)))}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, 'get_config'):
-        raise AttributeError(f'config file {path!r} defines no get_config()')
-    return module.get_config(arg) if sep else module.get_config()
+    return config_path.load(config)
 
 
 def _resolve_device(device: jax.Device | str | None) -> jax.Device | None:
@@ -95,7 +86,7 @@ def _resolve_device(device: jax.Device | str | None) -> jax.Device | None:
     try:
         return jax.devices(platform)[int(index or 0)]
     except (RuntimeError, IndexError) as e:
-        raise ValueError(f'no JAX device {device!r}: {e}') from e
+        raise user_errors.NoDeviceError(device) from e
 
 
 def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None = None,
@@ -165,7 +156,11 @@ def downloaded(url: str, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     Raises DownloadError for an HTTP error status, a network error, more than `timeout`
     seconds in all, or a body over `max_bytes`.
     """
-    suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1] or '.mp4'
+    # The extension only hints the container to the decoder; mkstemp fails (a raw OSError) on
+    # a long one, so anything but a short plain one becomes '.mp4'.
+    suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1]
+    if not re.fullmatch(r'\.[A-Za-z0-9]{1,10}', suffix):
+        suffix = '.mp4'
     fd, path = tempfile.mkstemp(prefix='action_jax_', suffix=suffix)
     try:
         with os.fdopen(fd, 'wb') as out:
@@ -177,20 +172,33 @@ def downloaded(url: str, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
 
 def _fetch(url: str, out, max_bytes: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+
+    def time_left() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             declared = response.headers.get('Content-Length')
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise DownloadError(f'cannot download {url}: {int(declared)} bytes exceed the '
                                     f'limit of {max_bytes} bytes (max_download_bytes)')
+            # A socket timeout bounds each read, not the download: a server sending a byte
+            # now and then would never time out. So each read may wait only the time left,
+            # and read1 returns whatever has arrived instead of waiting to fill the chunk.
+            sock = response.fp.raw._sock
             received = 0
-            while chunk := response.read(1 << 20):
+            while True:
+                sock.settimeout(time_left())
+                chunk = response.read1(1 << 20)
+                if not chunk:
+                    break
                 received += len(chunk)
                 if received > max_bytes:
                     raise DownloadError(f'cannot download {url}: the body exceeds the limit '
                                         f'of {max_bytes} bytes (max_download_bytes)')
-                if time.monotonic() > deadline:
-                    raise DownloadError(f'cannot download {url}: timed out after {timeout} s')
                 out.write(chunk)
     except urllib.error.HTTPError as e:
         raise DownloadError(f'cannot download {url}: HTTP {e.code} {e.reason}') from e

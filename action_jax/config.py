@@ -5,16 +5,11 @@ sections are locked, so a misspelt key -- in a file or as `--config.x=y` -- is a
 it. Free-form sections (the `model` dict, each dataset dict, pipelines, schedulers) are checked
 by the component that consumes them, which names the offending key too.
 """
-import ast
-import importlib.util
-import os
 import re
-import sys
 from collections.abc import Mapping
 from typing import Sequence
 
 import jax.numpy as jnp
-from absl import flags
 from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
 
@@ -110,18 +105,6 @@ def default_config() -> ConfigDict:
     return c
 
 
-def load_config_file(path: str | os.PathLike) -> ConfigDict:
-    """``get_config()`` of a config file, as ``--config=PATH`` loads it (for argparse tools)."""
-    spec = importlib.util.spec_from_file_location('action_jax_config_file', os.fspath(path))
-    if spec is None:
-        raise ValueError(f'{path}: not a Python config file')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, 'get_config'):
-        raise ValueError(f'{path}: has no get_config()')
-    return module.get_config()
-
-
 def dict_override_hint(argv: Sequence[str], config: ConfigDict | None) -> str | None:
     """What to type instead of ``--config.KEY=VALUE`` when ``KEY`` holds a dict.
 
@@ -141,24 +124,3 @@ def dict_override_hint(argv: Sequence[str], config: ConfigDict | None) -> str | 
             return (f'--config.{match[1]} is a dict (keys: {", ".join(keys)}); set a key, '
                     f'e.g. --config.{match[1]}.{keys[0]}={match[2]}')
     return None
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing for ``app.run(main, flags_parser=parse_flags)``, with the hint of
-    :func:`dict_override_hint` in place of the parser's message where it applies."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        try:
-            config = flags.FLAGS['config'].value
-        except (KeyError, flags.Error):
-            config = None
-        message = dict_override_hint(argv, config) or str(error)
-    except (AttributeError, KeyError) as error:  # a misspelt key in an override
-        text = str(error.args[0])
-        if text[:1] in '\'"':  # ConfigDict re-raises the KeyError's repr
-            text = ast.literal_eval(text)
-        message = 'unknown config key ' + '; '.join(text.splitlines())
-    sys.stderr.write(f'FATAL Flags parsing error: {message}\n'
-                     'Pass --helpshort or --helpfull to see help on flags.\n')
-    sys.exit(1)
