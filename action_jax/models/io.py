@@ -21,12 +21,14 @@ from flax import nnx
 
 from action_jax.config import as_dict
 from action_jax.models.builder import build_model
+from action_jax.user_errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read safely, or does not fit the model."""
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be read safely, or does not fit the model (a one-line error
+    in the CLIs)."""
 
 
 def check_fit(source: str, *, missing: Sequence[str], unexpected: Sequence[str],
