@@ -96,7 +96,9 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     attached as `model.cfg`.
 
     `checkpoint`: an MMAction2 `.pth`, or an action_jax checkpoint (step directory,
-    `checkpoints/` directory or workdir); None keeps the random initialisation.
+    `checkpoints/` directory or workdir); None keeps the random initialisation. Loaded as
+    `load_from` is: a tensor of another shape (a head for other classes) keeps its
+    initialisation with a warning; names must match unless `config.load_from_strict=False`.
     `device`: where the weights live (a jax.Device or a name such as 'cpu' or 'cuda:0');
     None is JAX's default device.
     `fuse`: fold every BatchNorm into its conv, and on CPU compute 3D convs as 2D ones
@@ -111,7 +113,7 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     model = build_recognizer(model_cfg, seed=config.get('seed', 0),
                              dtype=compute_dtype(config))
     if checkpoint is not None:
-        load_weights(model, checkpoint)
+        load_weights(model, checkpoint, strict=config.get('load_from_strict', True))
     model.eval()
     device = _resolve_device(device)
     if fuse:

@@ -88,6 +88,11 @@ def default_config() -> ConfigDict:
     c.deterministic = False      # XLA deterministic ops (slower on GPU)
     c.compute_dtype = 'float32'  # or 'bfloat16': activations and matmuls; params stay float32
     c.load_from = placeholder(str)    # weights only; training starts at step 0
+    # load_from (and init_recognizer's checkpoint): tensors whose shape differs from the model's
+    # (the head, after num_classes changed) keep their initialisation, named in a warning.
+    # True: a name in the model or the checkpoint but not both is an error (a wrong config or
+    # file); False loads what matches and warns.
+    c.load_from_strict = True
     c.resume_from = placeholder(str)  # weights + optimizer + step + data iterator
     c.checkpoint = placeholder(str)   # --mode test: the checkpoint to evaluate
     # The test's per-video results (--mode test, and the test after training): recognizers'
