@@ -28,7 +28,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from action_jax import config_path, user_errors
-from action_jax.config import as_dict, compute_dtype
+from action_jax.config import FrozenConfig, as_dict, compute_dtype
 from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.models.fuse import fuse_conv_bn
@@ -46,16 +46,6 @@ _FRAME_DECODE = dict(type='RawFrameDecode')
 
 class DownloadError(RuntimeError):
     """A video URL could not be fetched (HTTP error, timeout, body over the size limit)."""
-
-
-class RecognizerConfig(ConfigDict):
-    """The config attached to a model as `model.cfg`.
-
-    nnx keeps plain attributes in the model's static graph definition, which must be
-    hashable; a ConfigDict is not, so this one hashes by identity (equality stays by value).
-    """
-
-    __hash__ = object.__hash__
 
 
 def load_config(config: str | os.PathLike | Mapping) -> ConfigDict:
@@ -121,7 +111,7 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
                              else device.platform == 'cpu')
     if device is not None:
         nnx.update(model, jax.device_put(nnx.state(model), device))
-    model.cfg = RecognizerConfig(config)
+    model.cfg = FrozenConfig(config)
     return model
 
 
