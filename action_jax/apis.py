@@ -11,7 +11,6 @@ for a file), so one config serves both kinds of input.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import string
@@ -28,8 +27,9 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from action_jax.config import as_dict, compute_dtype
-from action_jax.data.decoding import VideoDecodeError
+from action_jax import config_path, user_errors
+from action_jax.config import FrozenConfig, as_dict, compute_dtype
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.models.compiled import compile_on_call
 from action_jax.models.fuse import fuse_conv_bn
@@ -49,16 +49,6 @@ class DownloadError(RuntimeError):
     """A video URL could not be fetched (HTTP error, timeout, body over the size limit)."""
 
 
-class RecognizerConfig(ConfigDict):
-    """The config attached to a model as `model.cfg`.
-
-    nnx keeps plain attributes in the model's static graph definition, which must be
-    hashable; a ConfigDict is not, so this one hashes by identity (equality stays by value).
-    """
-
-    __hash__ = object.__hash__
-
-
 def load_config(config: str | os.PathLike | Mapping) -> ConfigDict:
     """A config from a file with `get_config()` ('path.py', or 'path.py:arg' to pass `arg`
     as ml_collections' config flags do), or a ConfigDict/dict as is; its `custom_imports`
@@ -75,16 +65,7 @@ def _read_config(config: str | os.PathLike | Mapping) -> ConfigDict:
         return ConfigDict(config)
     if not isinstance(config, (str, os.PathLike)):
         raise TypeError(f'config must be a file name or a ConfigDict, got {type(config)}')
-    path, sep, arg = os.fspath(config).partition(':')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'config file {path!r} does not exist')
-    spec = importlib.util.spec_from_file_location(
-        f'_action_jax_config_{abs(hash(os.path.abspath(path)))}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, 'get_config'):
-        raise AttributeError(f'config file {path!r} defines no get_config()')
-    return module.get_config(arg) if sep else module.get_config()
+    return config_path.load(config)
 
 
 def _resolve_device(device: jax.Device | str | None) -> jax.Device | None:
@@ -96,7 +77,7 @@ def _resolve_device(device: jax.Device | str | None) -> jax.Device | None:
     try:
         return jax.devices(platform)[int(index or 0)]
     except (RuntimeError, IndexError) as e:
-        raise ValueError(f'no JAX device {device!r}: {e}') from e
+        raise user_errors.NoDeviceError(device) from e
 
 
 def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None = None,
@@ -106,7 +87,9 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     attached as `model.cfg`.
 
     `checkpoint`: an MMAction2 `.pth`, or an action_jax checkpoint (step directory,
-    `checkpoints/` directory or workdir); None keeps the random initialisation.
+    `checkpoints/` directory or workdir); None keeps the random initialisation. Loaded as
+    `load_from` is: a tensor of another shape (a head for other classes) keeps its
+    initialisation with a warning; names must match unless `config.load_from_strict=False`.
     `device`: where the weights live (a jax.Device or a name such as 'cpu' or 'cuda:0');
     None is JAX's default device.
     `fuse`: fold every BatchNorm into its conv, and on CPU compute 3D convs as 2D ones
@@ -123,7 +106,7 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     model = build_recognizer(model_cfg, seed=config.get('seed', 0),
                              dtype=compute_dtype(config))
     if checkpoint is not None:
-        load_weights(model, checkpoint)
+        load_weights(model, checkpoint, strict=config.get('load_from_strict', True))
     model.eval()
     device = _resolve_device(device)
     if fuse:
@@ -131,7 +114,7 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
                              else device.platform == 'cpu')
     if device is not None:
         nnx.update(model, jax.device_put(nnx.state(model), device))
-    model.cfg = RecognizerConfig(config)
+    model.cfg = FrozenConfig(config)
     return compile_on_call(model)
 
 
@@ -150,7 +133,11 @@ def downloaded(url: str, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     Raises DownloadError for an HTTP error status, a network error, more than `timeout`
     seconds in all, or a body over `max_bytes`.
     """
-    suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1] or '.mp4'
+    # The extension only hints the container to the decoder; mkstemp fails (a raw OSError) on
+    # a long one, so anything but a short plain one becomes '.mp4'.
+    suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1]
+    if not re.fullmatch(r'\.[A-Za-z0-9]{1,10}', suffix):
+        suffix = '.mp4'
     fd, path = tempfile.mkstemp(prefix='action_jax_', suffix=suffix)
     try:
         with os.fdopen(fd, 'wb') as out:
@@ -162,20 +149,33 @@ def downloaded(url: str, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
 
 def _fetch(url: str, out, max_bytes: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+
+    def time_left() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             declared = response.headers.get('Content-Length')
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise DownloadError(f'cannot download {url}: {int(declared)} bytes exceed the '
                                     f'limit of {max_bytes} bytes (max_download_bytes)')
+            # A socket timeout bounds each read, not the download: a server sending a byte
+            # now and then would never time out. So each read may wait only the time left,
+            # and read1 returns whatever has arrived instead of waiting to fill the chunk.
+            sock = response.fp.raw._sock
             received = 0
-            while chunk := response.read(1 << 20):
+            while True:
+                sock.settimeout(time_left())
+                chunk = response.read1(1 << 20)
+                if not chunk:
+                    break
                 received += len(chunk)
                 if received > max_bytes:
                     raise DownloadError(f'cannot download {url}: the body exceeds the limit '
                                         f'of {max_bytes} bytes (max_download_bytes)')
-                if time.monotonic() > deadline:
-                    raise DownloadError(f'cannot download {url}: timed out after {timeout} s')
                 out.write(chunk)
     except urllib.error.HTTPError as e:
         raise DownloadError(f'cannot download {url}: HTTP {e.code} {e.reason}') from e

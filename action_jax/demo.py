@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from action_jax import user_errors
 from action_jax.apis import downloaded, inference_recognizer, init_recognizer, is_url
-from action_jax.data.decoding import open_video
+from action_jax.data.readers import open_video
 from action_jax.label_map import read_label_map
 
 _COLORS = {'white': (255, 255, 255), 'black': (0, 0, 0), 'red': (255, 0, 0),
@@ -144,4 +145,5 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, float]]:
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors.exit_on_user_error():
+        main()

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from action_jax.apis import init_localizer
-from action_jax.data.decoding import VideoDecodeError, open_video
+from action_jax.data.readers import VideoDecodeError, open_video
 from action_jax.localization.data import LoadLocalizationFeature
 from action_jax.localization.visualize import _LABEL_WIDTH, _MARGIN, draw_proposals
 from action_jax.windows import CHECKPOINT_HELP, checkpoint_or_none

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from action_jax import apis, windows
-from action_jax.data.decoding import VideoDecodeError, open_video
+from action_jax.data.readers import VideoDecodeError, open_video
 from action_jax.demo import read_frames, write_output
 from action_jax.label_map import read_label_map
 from action_jax.progress import track

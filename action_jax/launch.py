@@ -24,8 +24,9 @@ otherwise hang), exits with the first failure's status, and stops everything aft
 Collisions between two jobs on one machine: with one node and no `--port`/`PORT`, the coordinator
 port is a free one picked here (MMAction2's fixed 29500 makes a second job join the first one's
 rendezvous); an explicit port is checked to be free first. On node 0, the workdir is locked for
-the job's lifetime, so a second job pointed at the same workdir stops at once with a message
-instead of overwriting the first one's checkpoints.
+the job's lifetime (in place of action_jax.main's own lock, which its processes then skip), so a
+second job pointed at the same workdir stops at once with a message instead of overwriting the
+first one's checkpoints.
 """
 import argparse
 import fcntl
@@ -121,20 +122,27 @@ def _workdir(args: list[str]) -> str | None:
     return None
 
 
-def _lock_workdir(workdir: str):
-    """Holds an exclusive lock on `<workdir>/.launch.lock` until this process exits."""
+# Set for the launched processes: the launcher holds their workdir's lock for them.
+WORKDIR_LOCKED_ENV = 'ACTION_JAX_WORKDIR_LOCKED'
+
+
+def lock_workdir(workdir: str, prog: str):
+    """Holds an exclusive lock on `<workdir>/.lock` while the returned file is open, i.e. until
+    this process exits: the OS drops it even after SIGKILL, so a lock is never stale."""
     os.makedirs(workdir, exist_ok=True)
-    f = open(os.path.join(workdir, '.launch.lock'), 'a+')
+    f = open(os.path.join(workdir, '.lock'), 'a+')
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.seek(0)
         owner = f.read().strip() or '?'
-        raise SystemExit(f'launch: workdir {workdir!r} is in use by another job (launcher '
-                         f'pid {owner}); give this job its own --workdir.') from None
+        f.close()
+        raise SystemExit(f'{prog}: workdir {workdir!r} is in use by another job ({owner}); '
+                         'give this job its own --workdir.') from None
     f.seek(0)
     f.truncate()
-    f.write(f'{os.getpid()}\n')
+    f.write(f'{prog} pid {os.getpid()} on host '
+            f'{socket.gethostname()}\n')
     f.flush()
     return f
 
@@ -237,8 +245,10 @@ def run(args) -> int:
     workdir = _workdir(args.args)
     testing = '--mode=test' in args.args or any(  # a test job only reads checkpoints
         a == '--mode' and b == 'test' for a, b in zip(args.args, args.args[1:]))
-    lock = (_lock_workdir(workdir) if workdir and args.node_rank == 0 and not testing
+    lock = (lock_workdir(workdir, 'launch') if workdir and args.node_rank == 0 and not testing
             else None)
+    for env in envs:
+        env[WORKDIR_LOCKED_ENV] = '1'  # the lock is ours (node 0's), for all the processes
     cmd = [sys.executable, '-u', '-m', args.module, *args.args]
     print(f'launch: node {args.node_rank}/{args.nnodes}, {len(envs)} process(es) '
           f'{[e.get("JAX_PROCESS_ID", "0") for e in envs]}, coordinator '

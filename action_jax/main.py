@@ -5,12 +5,24 @@ evaluates a checkpoint. Any config field can be overridden: `--config.train_cfg.
 """
 import logging as std_logging
 import os
+import signal
 
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-from action_jax import distributed
-from action_jax.registry import import_custom_modules
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit('action_jax.main: SIGTERM received before training started (or in test '
+                     'mode): exiting, nothing to save.')
+
+
+# First thing, before the seconds of importing JAX: until the training loop installs its own
+# handler (checkpoint, then exit), SIGTERM would otherwise end the run with 143 and no word.
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from action_jax import distributed, user_errors  # noqa: E402
+from action_jax.launch import WORKDIR_LOCKED_ENV, lock_workdir  # noqa: E402
+from action_jax.registry import import_custom_modules  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
@@ -23,6 +35,16 @@ flags.mark_flags_as_required(['config', 'workdir'])
 QUIET = ('/orbax/', 'xla_bridge.py')
 
 
+def _lock(workdir: str):
+    """The workdir's lock, held for the run's life, so that a second run there stops at once
+    instead of overwriting this one's checkpoints. Held by process 0 (or the launcher) only:
+    a multi-process job shares its workdir; a test run only reads it."""
+    import jax  # after jax.distributed is up
+    if FLAGS.mode != 'train' or os.environ.get(WORKDIR_LOCKED_ENV) or jax.process_index():
+        return None
+    return lock_workdir(workdir, 'action_jax.main')
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -30,6 +52,9 @@ def main(argv):
         # Before JAX starts its backend: GPU reductions in a fixed order (CPU already is).
         os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                                    + ' --xla_gpu_deterministic_ops=true').strip()
+    distributed.initialize()
+    # Before the log file: a second run must not take over the first one's log.INFO.
+    lock = _lock(FLAGS.workdir)  # noqa: F841 (held until the process exits)
     os.makedirs(FLAGS.workdir, exist_ok=True)
     logging.get_absl_handler().use_absl_log_file('log', FLAGS.workdir)
     logging.set_stderrthreshold('info')
@@ -38,7 +63,6 @@ def main(argv):
     logging.get_absl_handler().python_handler.addFilter(
         lambda record: (record.levelno >= std_logging.WARNING
                         or not any(name in record.pathname for name in QUIET)))
-    distributed.initialize()
     import_custom_modules(FLAGS.config)
     # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
     from action_jax.train import loop
@@ -50,5 +74,10 @@ def main(argv):
         loop.test(FLAGS.config, FLAGS.workdir, step=deployed_eval_step(FLAGS.config))
 
 
+def run() -> None:
+    with user_errors.exit_on_user_error():
+        app.run(main, flags_parser=user_errors.parse_flags)
+
+
 if __name__ == '__main__':
-    app.run(main)
+    run()

@@ -25,14 +25,15 @@ from absl import logging
 
 def lookup(registry: dict[str, Any], lazy: Mapping[str, str], name: Any, where: str,
            kind: str) -> Any:
-    """`registry[name]`, importing it from its module in `lazy` on first use; a KeyError
-    naming `where` (the config key), the `kind` and the known types otherwise."""
-    if name not in registry and name in lazy:
-        registry[name] = getattr(importlib.import_module(lazy[name]), name)
-    if name not in registry:
-        raise KeyError(f'{where}: unknown {kind} type {name!r}; known types: '
-                       f'{sorted({*registry, *lazy})}')
-    return registry[name]
+    """`registry[name]`, or the class of that name in its module in `lazy` (imported on
+    first use); a KeyError naming `where` (the config key), the `kind` and the known types
+    otherwise."""
+    if name in registry:
+        return registry[name]
+    if name in lazy:
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise KeyError(f'{where}: unknown {kind} type {name!r}; known types: '
+                   f'{sorted({*registry, *lazy})}')
 
 
 def import_custom_modules(config: Mapping) -> None:

@@ -20,9 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from action_jax.apis import _DTYPES, as_dict
+from action_jax.config import as_dict
 from action_jax.data.pipeline import Compose
-from action_jax.train.step import normalize
 
 # Steps that read frames from a file or choose them; the windows provide the frames instead.
 _FRAME_SOURCE_STEPS = ('Init', 'Decode', 'SampleFrames', 'FrameSelector')
@@ -110,12 +109,10 @@ def _feature_fn(model: nnx.Module):
     fn = getattr(model, '_window_features', None)
     if fn is None:
         graphdef = nnx.graphdef(model)
-        model_cfg = as_dict(model.cfg.model)
-        dtype = _DTYPES[model.cfg.get('compute_dtype', 'float32')]
 
         def run(state, clips):
             net = nnx.merge(graphdef, state)
-            feat = net.extract_feat(normalize(clips, model_cfg, dtype), test_mode=True)
+            feat = net.extract_feat(net.data_preprocessor(clips), test_mode=True)
             # The heads' average pool (spatial, temporal for 3D) and consensus over views and
             # frames, in float32 as the heads compute it: one mean per video.
             feat = feat.astype(jnp.float32)

@@ -22,7 +22,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from action_jax.export import max_relative_error, prepare_for_export
+from action_jax.export.signature import prepare_for_export
+from action_jax.export.verify import max_relative_error
 from action_jax.export.onnx import DEFAULT_OPSET, export_onnx
 from action_jax.export.runtime import OnnxModel
 from action_jax.models.io import build_recognizer

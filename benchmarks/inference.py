@@ -80,14 +80,18 @@ FLAG_SETS = {
 
 # --------------------------------------------------------------------------- models
 
-def model_cfg(name: str, frames: int) -> dict:
-    """The K400 config's model dict (`configs/<name>_k400.py`), for `frames` per clip."""
-    from action_jax.config import as_dict
+def config_module(name: str):
+    """`configs/<name>_k400.py` as a module (its pipelines are module-level lists)."""
     spec = importlib.util.spec_from_file_location(f'{name}_k400', REPO / CONFIGS[name])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cfg = module.get_config().model
-    cfg = as_dict(cfg)
+    return module
+
+
+def model_cfg(name: str, frames: int) -> dict:
+    """The K400 config's model dict (`configs/<name>_k400.py`), for `frames` per clip."""
+    from action_jax.config import as_dict
+    cfg = as_dict(config_module(name).get_config().model)
     if name == 'tsm':
         cfg['backbone'] = dict(cfg['backbone'], num_segments=frames)
         cfg['cls_head'] = dict(cfg['cls_head'], num_segments=frames)

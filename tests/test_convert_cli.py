@@ -8,6 +8,7 @@ from flax import nnx
 from action_jax.apis import load_config
 from action_jax.tools import convert_mmaction2
 from action_jax.models.io import build_recognizer, load_weights
+from tolerances import NETWORK_REL, assert_close_norm
 
 CONFIG = pathlib.Path(__file__).parent / 'configs' / 'fixture_recognizer.py'
 
@@ -24,8 +25,7 @@ def test_converted_checkpoint_reproduces_mmaction2(fixtures_dir, tmp_path, capsy
     x = np.transpose(io['input'], (0, 1, 3, 4, 2))  # N, segments, C, H, W -> channels-last
     with jax.default_matmul_precision('highest'):
         scores = np.asarray(model(x))
-    ref = io['cls_score']
-    assert np.abs(scores - ref).max() <= 1e-6 + 1e-4 * np.abs(ref).max()
+    assert_close_norm(scores, io['cls_score'], NETWORK_REL)
     # Every BatchNorm statistic came across too, not only the parameters.
     fresh = build_recognizer(config.model, seed=123)
     stats = jax.tree.leaves(nnx.state(model, nnx.BatchStat))

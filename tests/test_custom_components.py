@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from action_jax.apis import init_recognizer, load_clips, load_config
+from action_jax.data.datasets import DATASETS
+from action_jax.data.pipeline import TRANSFORMS
 from action_jax.export import __main__ as export_cli
 from action_jax.models import io as model_io
+from action_jax.models.builder import MODELS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -58,11 +61,25 @@ def test_main_trains_the_custom_components(trained):
     assert gate.shape == (128,) and not np.all(gate == 1.0)  # trained from gate_init
 
 
-def test_init_recognizer_and_export_use_them(trained, tmp_path):
+@pytest.fixture
+def own_registries():
+    """The registries as they were before the test imports custom_model in this process, so
+    that other tests see the package's own components only."""
+    registries = (MODELS, DATASETS, TRANSFORMS)
+    saved = [dict(registry) for registry in registries]
+    yield
+    for registry, before in zip(registries, saved):
+        registry.clear()
+        registry.update(before)
+    sys.modules.pop('custom_model', None)
+
+
+def test_init_recognizer_and_export_use_them(trained, tmp_path, own_registries):
     config, workdir, data_dir = trained
     model = init_recognizer(config, str(workdir), device='cpu')
     assert type(model.backbone).__name__ == 'ResNetGated'
     assert type(model.cls_head).__name__ == 'TSNMaxHead'
+    assert 'ResNetGated' in MODELS and 'ToGray' in TRANSFORMS  # registered by custom_imports
     video = data_dir / 'videos_val' / (data_dir / 'synthetic_val_list_videos.txt').read_text().split()[0]
     clips = load_clips(model, str(video))
     assert clips.shape == (4, 32, 32, 3)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from action_jax.data import decoding
-from action_jax.data.decoding import (TRANSFORMS, DecordDecode, DecordInit, DecordReader,
-                                      PyAVDecode, PyAVInit, PyAVReader, RawFrameDecode,
-                                      VideoDecode, VideoDecodeError, VideoInit, open_video)
+from action_jax.data import readers
+from action_jax.data.decoding import (TRANSFORMS, DecordDecode, DecordInit, PyAVDecode, PyAVInit,
+                                      RawFrameDecode, VideoDecode, VideoInit)
+from action_jax.data.readers import DecordReader, PyAVReader, VideoDecodeError, open_video
 from action_jax.data.synthetic import write_video
 
 T, H, W, GOP = 48, 64, 96, 16
@@ -84,7 +84,7 @@ def _index_cases(seed: int = 1) -> list:
 def test_unsorted_repeated_indices_are_exact(videos, fmt, backend, caplog):
     path, ref = videos[fmt]
     reader = open_video(path, backend, fallback=False)
-    with caplog.at_level(logging.DEBUG, logger=decoding.__name__):
+    with caplog.at_level(logging.DEBUG, logger=readers.__name__):
         for inds in _index_cases():
             flat = np.asarray(inds).reshape(-1)
             np.testing.assert_array_equal(reader.get_frames(inds), ref[flat])
@@ -230,14 +230,14 @@ def test_decord_falls_back_to_pyav(av1_video, caplog):
     path, ref = av1_video
     with pytest.raises(VideoDecodeError, match='decord'):
         open_video(path, 'decord', fallback=False)
-    with caplog.at_level(logging.DEBUG, logger=decoding.__name__):
+    with caplog.at_level(logging.DEBUG, logger=readers.__name__):
         results = DecordInit()(dict(filename=str(path)))
     assert any('decord cannot open' in r.getMessage() for r in caplog.records)
     assert isinstance(results['video_reader'], PyAVReader) and results['total_frames'] == 20
     # PyAV's AV1 decoder reads skip_frame once, so the reader must not use it there.
     results['frame_inds'] = np.array([7, 3, 19, 3])
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger=decoding.__name__):
+    with caplog.at_level(logging.DEBUG, logger=readers.__name__):
         np.testing.assert_array_equal(DecordDecode()(results)['imgs'], ref[[7, 3, 19, 3]])
     assert not caplog.records  # no plain-pass retry was needed
 
@@ -263,7 +263,7 @@ def test_plain_pass_when_seeking_misses(tmp_path, caplog):
     write_video(path, _content(), 30, codec='mpeg2video', gop_size=GOP)
     ref = _decode_all(path)
     inds = [40, 3, 17]
-    with caplog.at_level(logging.DEBUG, logger=decoding.__name__):
+    with caplog.at_level(logging.DEBUG, logger=readers.__name__):
         np.testing.assert_array_equal(open_video(path, 'pyav').get_frames(inds), ref[inds])
     assert any('decoding plainly' in r.getMessage() for r in caplog.records)
     assert not np.array_equal(open_video(path, 'decord').get_frames(inds), ref[inds])
@@ -274,7 +274,7 @@ def test_decord_decode_failure_goes_to_pyav(videos):
 
     class Broken:
         def get_batch(self, inds):
-            raise decoding.decord.DECORDError('simulated decoder failure')
+            raise readers.decord.DECORDError('simulated decoder failure')
 
     reader = DecordReader(path)
     reader._vr = Broken()
@@ -382,10 +382,12 @@ def test_rawframes_flow_and_default_template(frame_dir, backend):
         frame_dir=str(frame_dir), filename_tmpl='flow_{}_{:05}.jpg',
         frame_inds=np.array([2, 5]), modality='Flow'))
     assert results['imgs'].shape == (4, 6, 8)
+    # JPEG (quality 100) rounds grey levels through its DCT: 1 level.
     np.testing.assert_allclose(results['imgs'][:, 0, 0], [20, 180, 50, 150], atol=1)
     Image.new('RGB', (8, 6), (7, 8, 9)).save(frame_dir / 'img_00003.jpg', quality=100)
     results = RawFrameDecode(decoding_backend=backend)(dict(frame_dir=str(frame_dir),
                                                             frame_inds=np.array([3])))
+    # ... and colour through YCbCr with subsampled chroma: 2 levels.
     np.testing.assert_allclose(results['imgs'][0, 0, 0], [7, 8, 9], atol=2)
 
 

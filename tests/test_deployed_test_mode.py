@@ -9,6 +9,7 @@ from action_jax.apis import load_config
 from action_jax.export import __main__ as export_cli
 from action_jax.export.deployed import deployed_eval_step
 from action_jax.train import loop
+from tolerances import NETWORK_REL, assert_close_norm
 
 CONFIG = pathlib.Path(__file__).parent / 'configs' / 'fixture_recognizer.py'
 
@@ -49,7 +50,7 @@ def test_onnx_test_mode_matches_jax(fixtures_dir, videos, tmp_path):
                             for r in json.loads((tmp_path / 'onnx.json').read_text())])
     num_val = len((videos / 'synthetic_val_list_videos.txt').read_text().split('\n')) - 1
     assert jax_scores.shape == (num_val, 10)
-    np.testing.assert_allclose(onnx_scores, jax_scores, rtol=1e-4, atol=1e-6)
+    assert_close_norm(onnx_scores, jax_scores, NETWORK_REL)
 
 
 def test_tensorrt_without_the_package_is_a_clear_error(videos, tmp_path):

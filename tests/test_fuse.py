@@ -11,6 +11,7 @@ from action_jax.convert.mmaction2 import apply_state_dict, load_mmaction2_checkp
 from action_jax.models.builder import build_model
 from action_jax.models.fuse import FoldedBatchNorm, count_batchnorms, fuse_conv_bn
 from action_jax.models.layers import ConvModule, Conv3dAs2d
+from tolerances import EPS_BF16, NETWORK_REL, SAME_NETWORK_REL, assert_close_norm
 
 
 def fixture_model(fixtures_dir, name: str) -> nnx.Module:
@@ -26,10 +27,6 @@ def fixture_input(fixtures_dir, name: str) -> jax.Array:
     # [N, segments, C, H, W] (2D) / [N, views, C, T, H, W] (3D) -> channels-last
     axes = (0, 1, 3, 4, 2) if x.ndim == 5 else (0, 1, 3, 4, 5, 2)
     return jnp.asarray(x.transpose(axes))
-
-
-def max_error(ours, ref) -> float:
-    return float(np.max(np.abs(np.asarray(ours) - np.asarray(ref))))
 
 
 @pytest.mark.parametrize('name,conv3d_as_2d', [('tsn_r50s', True), ('tsm_r50s', True),
@@ -57,12 +54,11 @@ def test_folded_equals_unfolded(fixtures_dir, name, conv3d_as_2d):
         score, score_fused = model(x), fused(x)
         pred, pred_fused = model.predict_scores(x), fused.predict_scores(x)
     for ref, ours in ((feat, feat_fused), (score, score_fused), (pred, pred_fused)):
-        assert ours.shape == ref.shape
-        assert max_error(ours, ref) <= 1e-5 * float(np.max(np.abs(np.asarray(ref))))
+        assert_close_norm(ours, ref, SAME_NETWORK_REL)
     # ... and both still match MMAction2.
     io = np.load(fixtures_dir / f'{name}_io.npz')
     ref = io['cls_score']
-    assert max_error(score_fused.reshape(ref.shape), ref) <= 1e-4 * np.max(np.abs(ref)) + 1e-6
+    assert_close_norm(score_fused.reshape(ref.shape), ref, NETWORK_REL)
 
 
 def test_folded_model_is_inference_only(fixtures_dir):
@@ -89,7 +85,10 @@ def test_folding_under_jit_and_bf16(fixtures_dir):
     x = fixture_input(fixtures_dir, 'tsn_r50s')
     ref = np.asarray(nnx.jit(lambda m, v: m.extract_feat(v))(model, x), np.float32)
     ours = np.asarray(nnx.jit(lambda m, v: m.extract_feat(v))(fused, x), np.float32)
-    assert max_error(ours, ref) <= 3e-2 * np.max(np.abs(ref))
+    # bfloat16 (eps 2**-7): each of the ~22 convs rounds its folded kernel and its output to
+    # other bfloat16 values (2**-8 each), a random walk of ~sqrt(44) * 2**-8 = 2.6e-2 (seen:
+    # 2.3e-2); a wrong fold (the variance for the deviation, a lost mean) is order 1.
+    assert_close_norm(ours, ref, 8 * EPS_BF16)
 
 
 @pytest.mark.parametrize('kernel,stride,padding,dilation', [
@@ -111,8 +110,8 @@ def test_conv3d_as_2d_equals_conv3d(kernel, stride, padding, dilation):
     x = jax.random.normal(jax.random.key(1), (2, 5, 9, 7, 6))
     with jax.default_matmul_precision('highest'):
         ref, ours = conv(x), Conv3dAs2d(conv)(x)
-    assert ours.shape == ref.shape
-    assert max_error(ours, ref) <= 1e-5 * float(np.max(np.abs(np.asarray(ref))))
+    # One conv (K <= 6 * 245 terms) summed in another order: ~sqrt(K) eps ~ 5e-6 of its terms.
+    assert_close_norm(ours, ref, SAME_NETWORK_REL)
 
 
 def test_conv3d_as_2d_supports():

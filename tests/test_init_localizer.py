@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from action_jax.apis import init_localizer
+from tolerances import NETWORK_REL, assert_close_norm
 
 
 def _close(ours, ref):
-    ours, ref = np.asarray(ours), np.asarray(ref)
-    assert ours.shape == ref.shape
-    assert np.abs(ours - ref).max() <= 1e-6 + 1e-4 * np.abs(ref).max()
+    assert_close_norm(np.asarray(ours), ref, NETWORK_REL)
 
 
 @pytest.mark.parametrize('name', ['bmn_s', 'bsn_tem_s', 'bsn_pem_s'])

@@ -23,6 +23,7 @@ from action_jax.localization.visualize import draw_proposals
 from action_jax.models.localizers import BMN, PEM, TEM
 from action_jax.tools import make_synthetic_localization as make_cli
 from action_jax.tools import visualize_localization as visualize_cli
+from tolerances import EPS32, assert_close_norm, assert_close_ulps
 
 ANNOTATIONS = {
     'v_first': {'duration_second': 10.0, 'duration_frame': 300, 'feature_frame': 288,
@@ -151,10 +152,11 @@ def test_feature_pooling_matches_mmaction2_tool(tiny_set):
     dataset = ActivityNetDataset(ann_file, data_prefix=str(root))
     pooled = LoadLocalizationFeature(temporal_dim=5)(dataset[0])['raw_feature']
     assert pooled.shape == (5, 4) and pooled.dtype == np.float32
-    np.testing.assert_allclose(pooled, pool_feature_reference(features['v_first'], 5), rtol=1e-6)
+    # float64 pooling rounded to float32: half an ulp of each value, at most eps of the largest.
+    assert_close_norm(pooled, pool_feature_reference(features['v_first'], 5), EPS32)
     data = np.random.default_rng(1).normal(size=(37, 3))
-    np.testing.assert_allclose(pool_feature(data, 100), pool_feature_reference(data, 100),
-                               rtol=1e-12, atol=1e-12)
+    # float64 interpolation by another formula than scipy's: a few float64 eps (2e-16).
+    assert_close_norm(pool_feature(data, 100), pool_feature_reference(data, 100), 1e-12)
     assert LoadLocalizationFeature(temporal_dim=8)(dataset[0])['raw_feature'].shape == (8, 4)
 
 
@@ -271,12 +273,15 @@ def test_synthetic_features_carry_the_planted_patterns():
                                                  min_length=0.1, max_length=0.3)
     coverage = tem_labels(segments, 30, 0.1)['label_action']  # fraction of each step covered
     background = features[coverage == 0][0]
-    np.testing.assert_allclose(features[coverage == 0], np.broadcast_to(background, (
-        int((coverage == 0).sum()), 5)), atol=1e-6)
+    # Without noise, every background step is the same float64 sum rounded to float32.
+    np.testing.assert_array_equal(features[coverage == 0], np.broadcast_to(background, (
+        int((coverage == 0).sum()), 5)))
     for (start, end), label in zip(segments, labels):
         inside = (np.arange(30) >= np.ceil(start * 30)) & (np.arange(30) + 1 <= end * 30)
-        np.testing.assert_allclose(features[inside] - background, np.broadcast_to(
-            patterns[label], (int(inside.sum()), 5)), atol=1e-5)
+        # background + pattern and background, each rounded to float32 (values < 4), then
+        # subtracted: 2 ulps of the pattern's 2.0, exactly 0 where the pattern is 0.
+        assert_close_ulps(features[inside] - background, np.broadcast_to(
+            patterns[label], (int(inside.sum()), 5)), 2)
 
 
 def test_make_synthetic_localization_cli(tmp_path, capsys):

@@ -21,6 +21,7 @@ from action_jax.models.localizers import BMN, LOCALIZERS, PEM, TEM, BMNOutput
 from action_jax.models.localizers import losses
 from action_jax.models.localizers.bmn import interp1d_sample_mask
 from action_jax.models.localizers.layers import count_params
+from tolerances import NETWORK_REL, assert_close_norm, assert_close_ulps
 
 ANET_MODELS = {  # MMAction2's ActivityNet configs (configs/_base_/models/*.py)
     'BMN': (dict(temporal_dim=100, boundary_ratio=0.5, num_samples=32, num_samples_per_bin=3,
@@ -40,10 +41,8 @@ def build_fixture_model(fixtures_dir, name: str):
     return LOCALIZERS[cfg.pop('type')](**cfg, rngs=nnx.Rngs(0))
 
 
-def assert_close(ours: np.ndarray, ref: np.ndarray, rtol: float = 1e-4, atol: float = 1e-6):
-    assert ours.shape == ref.shape
-    err = np.abs(ours - ref).max()
-    assert err <= atol + rtol * np.abs(ref).max(), (err, np.abs(ref).max())
+def assert_close(ours: np.ndarray, ref: np.ndarray):
+    assert_close_norm(ours, ref, NETWORK_REL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +120,11 @@ def test_loss_cfg_is_checked():
 # ---------------------------------------------------------------------------------------------
 # Losses against direct NumPy transcriptions of MMAction2's formulas.
 
+# float32 means of <= 432 same-sign log terms in another order than NumPy's (<= 9 eps), and
+# XLA's log against NumPy's (a few ulps): 84 eps leaves room; a wrong coefficient, mask or
+# threshold moves a loss by percents.
+LOSS_REL = 1e-5
+
 def blr_reference(score, label, threshold=0.5, ratio_range=(1.05, 21), eps=1e-5):
     label, score = label.reshape(-1), score.reshape(-1)
     pmask = (label > threshold).astype(np.float32)
@@ -164,8 +168,10 @@ def test_binary_logistic_regression_loss_hand_case():
     # Half the labels positive: ratio 2, both coefficients 1, loss = -log(0.5 + eps).
     score = jnp.full((2, 4), 0.5)
     label = jnp.array([[0.9, 0.1, 0.7, 0.2], [0.6, 0.0, 0.3, 1.0]])
-    assert math.isclose(float(losses.binary_logistic_regression_loss(score, label)),
-                        -math.log(0.5 + 1e-5), rel_tol=1e-6)
+    # 0.5 + eps rounded (1 ulp of the log), XLA's log (<= 2 ulps), a mean of 8 equal terms
+    # (<= 4 roundings): 8 ulps.
+    assert_close_ulps(losses.binary_logistic_regression_loss(score, label),
+                      -math.log(0.5 + 1e-5), 8)
 
 
 def test_binary_logistic_regression_loss_matches_reference():
@@ -173,8 +179,8 @@ def test_binary_logistic_regression_loss_matches_reference():
     for positives in (0.05, 0.3, 0.9):  # ratio clipped high, in range, clipped low
         score = rng.uniform(0.01, 0.99, (4, 20)).astype(np.float32)
         label = (rng.uniform(size=(4, 20)) < positives) * rng.uniform(0.5, 1, (4, 20))
-        ours = float(losses.binary_logistic_regression_loss(score, label, 0.5))
-        assert math.isclose(ours, blr_reference(score, label), rel_tol=1e-5)
+        ours = losses.binary_logistic_regression_loss(score, label, 0.5)
+        assert_close_norm(ours, blr_reference(score, label), LOSS_REL)
 
 
 def test_bmn_loss_matches_reference():
@@ -193,7 +199,8 @@ def test_bmn_loss_matches_reference():
     ref = bmn_loss_reference(pred_bm, pred_start, pred_end, gt_iou_map, gt_start, gt_end,
                              bm_mask, draws)
     ours = (loss, parts['tem_loss'], parts['pem_reg_loss'], parts['pem_cls_loss'])
-    np.testing.assert_allclose(np.array(ours, np.float64), np.array(ref, np.float64), rtol=2e-5)
+    for got, want in zip(ours, ref):
+        assert_close_norm(got, want, LOSS_REL)
 
 
 def test_tem_and_pem_losses_match_reference():
@@ -205,8 +212,8 @@ def test_tem_and_pem_losses_match_reference():
     ref = [2 * blr_reference(pred[..., 0], labels['label_action']),
            blr_reference(pred[..., 1], labels['label_start']),
            blr_reference(pred[..., 2], labels['label_end'])]
-    np.testing.assert_allclose([float(ours[k]) for k in ('loss_action', 'loss_start', 'loss_end')],
-                               ref, rtol=1e-5)
+    for key, want in zip(('loss_action', 'loss_start', 'loss_end'), ref):
+        assert_close_norm(ours[key], want, LOSS_REL, err_msg=key)
 
     # PEM, as MMAction2 writes it: weights applied to the already-averaged smooth-L1.
     pem_pred = rng.uniform(0, 1, 40).astype(np.float32)
@@ -222,7 +229,7 @@ def test_tem_and_pem_losses_match_reference():
     valid[40:] = False  # padding is ignored
     ours = losses.pem_loss(jnp.pad(pem_pred, (0, 4), constant_values=0.9),
                            jnp.pad(ref_iou, (0, 4)), valid)
-    assert math.isclose(float(ours), expected, rel_tol=1e-5)
+    assert_close_norm(ours, expected, LOSS_REL)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ from action_jax.evaluation.metrics import (anet_ar_an, average_recall_at_avg_pro
                                           evaluate, mean_average_precision,
                                           mean_class_accuracy, mmit_mean_average_precision,
                                           pairwise_temporal_iou, top_k_accuracy)
+from tolerances import assert_close_ulps
 
+# float64 sums of <= ~1e4 terms in another order than MMAction2's: ~1e4 * 2e-16 = 2e-12; a
+# miscounted sample, proposal or threshold moves a metric by >= 1e-4.
 RTOL = 1e-9
 AR_KEYS = ('recall', 'avg_recall', 'proposals_per_video', 'auc')
 
@@ -119,9 +122,9 @@ def test_pairwise_temporal_iou_by_hand():
     candidates = np.array([[0., 2.], [2., 5.]], dtype=np.float32)
     iou = pairwise_temporal_iou(candidates, targets)
     assert iou.dtype == np.float32 and iou.shape == (2, 2)
-    np.testing.assert_allclose(iou, [[0.5, 0.0], [0.5, 0.4]], rtol=1e-7)
-    np.testing.assert_allclose(pairwise_temporal_iou(candidates[1], targets), [0.0, 0.4],
-                               rtol=1e-7)
+    # Exact float32 lengths, then one correctly rounded division.
+    assert_close_ulps(iou, [[0.5, 0.0], [0.5, 0.4]], 1)
+    assert_close_ulps(pairwise_temporal_iou(candidates[1], targets), [0.0, 0.4], 1)
     with pytest.raises(ValueError, match='2-D target'):
         pairwise_temporal_iou(candidates, targets[0])
 

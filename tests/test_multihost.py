@@ -23,7 +23,8 @@ import pytest
 from action_jax import distributed, launch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from test_train import params_of, scalars  # noqa: E402
+from test_train import assert_trained_alike, params_of, scalars  # noqa: E402
+from tolerances import SAME_NETWORK_REL, assert_close_norm  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / 'tests' / 'configs' / 'tsn_tiny.py'
@@ -89,19 +90,12 @@ def trained(data_dir, tmp_path_factory):
 def test_two_processes_train_like_one(trained):
     (one, _), (two, log) = trained['one'], trained['two']
     assert 'global batch 4 on 4 devices (2 processes)' in log
-    p1, p2 = params_of(one), params_of(two)
-    assert p1.keys() == p2.keys()
-    for k in p1:
-        if p1[k].dtype.kind == 'f':
-            # The gradient all-reduce sums in another order across processes: a few ulps.
-            np.testing.assert_allclose(p2[k], p1[k], rtol=1e-6, atol=1e-6, err_msg=k)
-        else:
-            np.testing.assert_array_equal(p2[k], p1[k], err_msg=k)
     # Only process 0 writes scalars: one line per step, not two.
     loss1 = [r['loss'] for r in scalars(one) if 'loss' in r]
     loss2 = [r['loss'] for r in scalars(two) if 'loss' in r]
     assert len(loss2) == 4
-    np.testing.assert_allclose(loss2, loss1, rtol=1e-5)
+    # The gradient all-reduce sums in another order across processes.
+    assert_trained_alike(params_of(two), params_of(one), loss2, loss1)
     val1 = [r for r in scalars(one) if 'val/acc/top1' in r]
     val2 = [r for r in scalars(two) if 'val/acc/top1' in r]
     assert val1 and val1 == val2
@@ -125,8 +119,9 @@ def test_two_processes_test_like_one(data_dir, trained, tmp_path):
     r2 = json.loads((tmp_path / 'two.json').read_text())
     assert len(r1) == len(r2) == 8
     assert [r['gt_label'] for r in r1] == [r['gt_label'] for r in r2]
-    np.testing.assert_allclose([r['pred_score'] for r in r2], [r['pred_score'] for r in r1],
-                               atol=1e-6)
+    # Per-device batch 1 instead of 4: XLA may tile the convs' sums otherwise.
+    assert_close_norm([r['pred_score'] for r in r2], [r['pred_score'] for r in r1],
+                      SAME_NETWORK_REL)
 
 
 def _children(pid: int) -> list[int]:

@@ -16,6 +16,7 @@ from action_jax.models.builder import build_model
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.layers import ConvModule, Conv3dAs2d
 from action_jax.models.io import load_pretrained
+from tolerances import NETWORK_REL, SAME_NETWORK_REL, assert_close_norm
 
 # The released I3D R50 (i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb.py).
 I3D_R50 = dict(type='ResNet3d', depth=50, pretrained=None, pretrained2d=True,
@@ -114,7 +115,7 @@ def test_fixture_checkpoint_reproduces_mmaction2(fixtures_dir):
     feat, score = nnx.jit(lambda m, x: (m.extract_feat(x), m(x)))(model, x)
     for got, want in ((feat, io['backbone_feat'].transpose(0, 2, 3, 4, 1)),
                       (score, io['cls_score'])):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max() + 1e-6)
+        assert_close_norm(got, want, NETWORK_REL)
 
 
 def test_conv3d_as_2d_trains_and_loads_as_conv3d(fixtures_dir):
@@ -140,19 +141,18 @@ def test_conv3d_as_2d_trains_and_loads_as_conv3d(fixtures_dir):
     with jax.default_matmul_precision('highest'):
         for model in models:
             model.train()
-        np.testing.assert_allclose(loss(models[1], x), loss(models[0], x), rtol=1e-5)
+        assert_close_norm(loss(models[1], x), loss(models[0], x), SAME_NETWORK_REL)
         for model in models:
             model.eval()
         (l1, g1), (l2, g2) = (nnx.value_and_grad(loss)(m, x) for m in models)
-    np.testing.assert_allclose(l2, l1, rtol=1e-5)
+    assert_close_norm(l2, l1, SAME_NETWORK_REL)
     # ... and it folds for inference like any conv.
-    np.testing.assert_allclose(loss(fuse_conv_bn(models[1]), x), l1, rtol=1e-5)
+    assert_close_norm(loss(fuse_conv_bn(models[1]), x), l1, SAME_NETWORK_REL)
     flat1, flat2 = dict(nnx.to_flat_state(g1)), dict(nnx.to_flat_state(g2))
     assert flat1.keys() == flat2.keys()
     for key in flat1:
         want = np.asarray(flat1[key][...])
-        np.testing.assert_allclose(flat2[key][...], want, atol=1e-5 * np.abs(want).max() + 1e-9,
-                                   err_msg=str(key))
+        assert_close_norm(flat2[key][...], want, SAME_NETWORK_REL, err_msg=str(key))
 
 
 def test_zero_init_residual_zeroes_the_last_norm_of_each_block():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from action_jax.data.decoding import PyAVReader, open_video
+from action_jax.data.readers import PyAVReader, open_video
 from action_jax.data.synthetic import (CLASS_NAMES, DIRECTIONS, _split_plan, clip_positions,
                                        make_synthetic, render_clip, sample_clip, write_video)
 

@@ -36,6 +36,13 @@ def _to_int(token: str, what: str) -> int:
     return value
 
 
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        raise _LineError(f'invalid UTF-8 ({err.reason} at byte {err.start})') from None
+
+
 class _ListFileDataset:
     """Shared parsing, indexing and label handling of the list-file datasets.
 
@@ -83,15 +90,18 @@ class _ListFileDataset:
         if not os.path.isfile(self.ann_file):
             raise FileNotFoundError(f'annotation file not found: {self.ann_file}')
         data_list = []
-        with open(self.ann_file) as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
+        # Bytes decoded line by line, so that invalid UTF-8 is reported with its line.
+        with open(self.ann_file, 'rb') as f:
+            for line_no, raw in enumerate(f, start=1):
                 try:
+                    line = _decode(raw)
+                    if not line.strip():
+                        continue
                     data_list.append(self._parse_fields(self._split(line)))
                 except _LineError as err:
+                    text = raw.decode('utf-8', 'replace').strip()
                     raise ValueError(f'{self.ann_file}, line {line_no}: {err}: '
-                                     f'{line.strip()!r}') from None
+                                     f'{text!r}') from None
         return data_list
 
     def _parse_fields(self, fields: list[str]) -> dict:
@@ -235,7 +245,8 @@ class RawframeDataset(_ListFileDataset):
 
 # The whole registry (action_jax/registry.py); LAZY_DATASETS are imported on first use.
 DATASETS = {'VideoDataset': VideoDataset, 'RawframeDataset': RawframeDataset}
-LAZY_DATASETS = {'ActivityNetDataset': 'action_jax.localization.data'}
+LAZY_DATASETS = {'ActivityNetDataset': 'action_jax.localization.data',
+                 'PackedDataset': 'action_jax.data.packed'}
 
 
 def build_dataset(cfg: Mapping[str, Any]):

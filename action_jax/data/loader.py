@@ -6,18 +6,20 @@ per-sample rng (same seed, same batches) -> batch -> every Nth batch for each of
 The iterator's state is checkpointed with the model, so a resumed run sees the exact batches the
 uninterrupted one would have.
 
-Videos that cannot be decoded are skipped with a warning naming the file and replaced by another
-random sample; each batch carries `num_skipped`, so the trainer counts them (also from worker
+Videos that cannot be decoded are skipped and replaced by another random sample; each batch
+carries `num_skipped` and `skipped_files`, so the trainer logs and counts them (also from worker
 processes) and aborts when the failure ratio says the data set is mostly broken.
 """
-import logging
 import math
+import os
+import threading
+import time
 from typing import Any, Mapping, Sequence
 
 import grain
 import numpy as np
 
-from action_jax.data.decoding import VideoDecodeError
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 
 # Errors that mean "this sample's file is unusable", as opposed to a bug or a bad config.
@@ -36,16 +38,26 @@ class _LoadSample:
         self.pipeline = Compose(pipeline)
         self.max_retries = max_retries
 
-    def load(self, index: int, rng: np.random.Generator) -> tuple[dict, int, int]:
-        """Returns (sample, index actually served, number of samples skipped before it)."""
-        for skipped in range(self.max_retries + 1):
+    def load(self, index: int, rng: np.random.Generator) -> tuple[dict, int]:
+        """Returns (sample with the skip report, index actually served).
+
+        The report, `num_skipped` and `skipped_files` (one line per skipped sample, with its
+        error), travels in the batch: worker processes' log lines reach neither the trainer's
+        log file nor, reliably, its console.
+        """
+        skipped = []
+        for _ in range(self.max_retries + 1):
             results = self.dataset[index]
             try:
-                return self.pipeline(results, rng), index, skipped
+                sample = self.pipeline(results, rng)
             except DECODE_ERRORS as e:
-                logging.warning('Skipping unreadable sample %s: %s', _sample_name(results), e)
+                skipped.append(f'{_sample_name(results)}: {e}')
                 last_error = e
                 index = int(rng.integers(len(self.dataset)))
+                continue
+            sample['num_skipped'] = np.int32(len(skipped))
+            sample['skipped_files'] = np.str_('\n'.join(skipped))
+            return sample, index
         raise RuntimeError(
             f'{self.max_retries + 1} samples in a row could not be decoded (last: {last_error}); '
             'the data set looks mostly broken.')
@@ -55,9 +67,7 @@ class TrainSample(_LoadSample):
     """grain random_map: the per-sample rng drives sampling and augmentation."""
 
     def __call__(self, index: int, rng: np.random.Generator) -> dict:
-        sample, _, skipped = self.load(int(index), rng)
-        sample['num_skipped'] = np.int32(skipped)
-        return sample
+        return self.load(int(index), rng)[0]
 
 
 class EvalSample(_LoadSample):
@@ -72,11 +82,24 @@ class EvalSample(_LoadSample):
         valid = index < len(self.dataset)
         index = index if valid else self.shard_index % len(self.dataset)
         # A replacement keeps batch shapes static; it is masked out like padding.
-        sample, served, skipped = self.load(index, np.random.default_rng(index))
+        sample, served = self.load(index, np.random.default_rng(index))
         sample['index'] = np.int32(index)
         sample['valid'] = np.bool_(valid and served == index)
-        sample['num_skipped'] = np.int32(skipped)
         return sample
+
+
+def _exit_with_parent(worker_index: int, worker_count: int) -> None:
+    """grain worker_init_fn: the worker exits when the process that started it is gone, even
+    killed by SIGKILL (otherwise workers and their memory are orphaned forever). A polling
+    thread rather than prctl(PR_SET_PDEATHSIG), which fires when the parent *thread* that
+    started the worker ends, and exists only on Linux."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # no clean-up to do: the parent that consumed our output is gone
+    threading.Thread(target=watch, name='exit_with_parent', daemon=True).start()
 
 
 def _prefetch(ds: grain.MapDataset, num_workers: int) -> grain.IterDataset:
@@ -85,7 +108,8 @@ def _prefetch(ds: grain.MapDataset, num_workers: int) -> grain.IterDataset:
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1 if num_workers else 2,
                                               prefetch_buffer_size=2))
     if num_workers > 0:
-        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers),
+                            worker_init_fn=_exit_with_parent)
     return it
 
 

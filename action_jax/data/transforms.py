@@ -574,8 +574,8 @@ class Normalize(_Transform):
     """(img - mean) / std per channel, as float32 (MMAction2 0.x; 1.x does it in the model).
 
     RGB: `to_bgr` reverses the channels first (mean/std then refer to the new order). The
-    result is bit-identical to mmcv.imnormalize_ (float32 subtract, then times 1 / std in
-    float64, rounded to float32).
+    result (float32 subtract, then times 1 / std in float64, rounded to float32) is within 2
+    ulps of mmcv.imnormalize_, whose OpenCV kernels round differently per CPU (SIMD).
     Flow: x/y frames interleaved in `imgs` are paired into [N/2, H, W, 2]; `adjust_magnitude`
     scales them by `scale_factor`.
     """

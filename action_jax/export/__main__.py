@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from action_jax.apis import init_localizer, init_recognizer, load_config
-from action_jax.config import as_dict
-from action_jax.export import (FORMATS, check_input_shape, default_input_shape, metadata,
-                               model_kind, output_shapes, prepare_for_export, sample_shape,
-                               verify_outputs)
+from action_jax import user_errors
+from action_jax.apis import init_recognizer, load_config
+from action_jax.export import FORMATS
+from action_jax.export.signature import (check_input_shape, default_input_shape, metadata,
+                                         model_kind, output_shapes, prepare_for_export,
+                                         sample_shape)
+from action_jax.export.verify import verify_outputs
 
 
 def _batch_size(text: str) -> int | None:
@@ -62,11 +64,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     kind = model_kind(config.model)  # a clear error for a type the exporter does not know
     # Unfused recognizers: ONNX Runtime and TensorRT fold BatchNorm themselves, and TensorRT
     # wants I3D's 3D convolutions as they are (init_recognizer's CPU rewrite is for XLA).
-    model = (init_localizer(config, args.checkpoint) if kind == 'localizer'
-             else init_recognizer(config, args.checkpoint, fuse=False))
+    model = init_recognizer(config, args.checkpoint, fuse=False)
     model = prepare_for_export(model, args.softmax)
     shape = check_input_shape(model, args.input_shape or default_input_shape(model, config))
-    info = metadata(model, as_dict(config.model), shape)
+    info = metadata(model, shape)
     if args.format == 'onnx':
         from action_jax.export.onnx import export_onnx
         from action_jax.export.runtime import OnnxModel
@@ -104,4 +105,5 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    with user_errors.exit_on_user_error():
+        main()

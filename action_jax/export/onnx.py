@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from flax import nnx
 
-from action_jax.export import INPUT_NAME, output_names, pure_predict, sample_shape
+from action_jax.export.signature import INPUT_NAME, output_names, pure_predict, sample_shape
 
 # TensorRT 8.6 and later parse opset 17; newer opsets are there for other runtimes.
 DEFAULT_OPSET = 17
@@ -41,7 +41,7 @@ def export_onnx(model: nnx.Module, out: str | os.PathLike, input_shape: Sequence
 
     Input 'input' float32 [N, *input_shape, 3] for recognizers, [N, *input_shape] for
     localizers (N dynamic when `batch_size` is None); outputs as `output_names(model)` says:
-    'scores' float32 [N, num_classes] for recognizers, the named LOCALIZER_IO outputs for
+    'scores' float32 [N, num_classes] for recognizers, the named outputs of its export_spec for
     localizers. `metadata` goes to the model's metadata_props. The file passes onnx.checker
     (full check).
     """

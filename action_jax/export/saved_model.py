@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from action_jax.export import INPUT_NAME, output_names, pure_predict, sample_shape
+from action_jax.export.signature import INPUT_NAME, output_names, pure_predict, sample_shape
 
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
 SIGNATURE = 'serving_default'

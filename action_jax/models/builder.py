@@ -6,7 +6,7 @@
 
 Sub-configs `backbone`, `neck` and `cls_head` are built recursively; other dict arguments
 (`consensus`, `test_cfg`, `data_preprocessor`, ...) are passed through as dicts. JSON lists
-become tuples. Components that take `rngs` also receive `dtype` (the compute dtype).
+become tuples. Components receive `rngs` and `dtype` (the compute dtype) if they take them.
 """
 import inspect
 from collections.abc import Mapping
@@ -78,7 +78,7 @@ def _build(cfg: Mapping, rngs: nnx.Rngs, dtype, where: str) -> nnx.Module:
     args = {k: _tuples(v) for k, v in cfg.items()}
     type_name = args.pop('type', None)
     cls = lookup(MODELS, LAZY_MODELS, type_name, where, 'model')
-    takes_rngs = 'rngs' in _accepted_args(cls)
+    shared = {k: v for k, v in (('rngs', rngs), ('dtype', dtype)) if k in _accepted_args(cls)}
     accepted = _accepted_args(cls) - {'dtype', 'rngs'}
     unknown = sorted(set(args) - accepted)
     if unknown:
@@ -87,6 +87,5 @@ def _build(cfg: Mapping, rngs: nnx.Rngs, dtype, where: str) -> nnx.Module:
     for key in _SUBMODULE_KEYS:
         if isinstance(args.get(key), Mapping):
             args[key] = _build(args[key], rngs, dtype, f'{where}.{key}')
-    if takes_rngs:
-        args.update(rngs=rngs, dtype=dtype)
+    args.update(shared)
     return cls(**args)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from action_jax.models.export_spec import ExportSpec, Output
 from action_jax.models.heads import BaseHead
 from action_jax.models.preprocessor import ActionDataPreprocessor
 
@@ -31,8 +32,7 @@ class BaseRecognizer(nnx.Module):
     def __init__(self, backbone: nnx.Module, cls_head: BaseHead | None = None,
                  neck: nnx.Module | None = None, train_cfg: Mapping | None = None,
                  test_cfg: Mapping | None = None, data_preprocessor: Mapping | None = None,
-                 init_cfg: Mapping | None = None, *, dtype=jnp.float32,
-                 rngs: nnx.Rngs | None = None):
+                 init_cfg: Mapping | None = None, *, dtype=jnp.float32):
         if neck is not None:
             raise NotImplementedError('recognizer necks are not implemented')
         test_cfg = dict(test_cfg or {})
@@ -110,6 +110,35 @@ class BaseRecognizer(nnx.Module):
         """float32 per-video scores of batch['imgs'] (uint8 clips)."""
         return self.predict_scores(self.data_preprocessor(batch['imgs'])).astype(jnp.float32)
 
+    # The exported input: one clip layout per rank of a per-video shape (subclasses).
+    EXPORT_LAYOUTS: dict[int, str] = {}
+
+    def export_spec(self) -> ExportSpec:
+        """Normalised float32 clips in (the data_preprocessor stays outside the graph, as
+        engines take float input), per-video scores out."""
+        pre = self.data_preprocessor
+        return ExportSpec(
+            kind='recognizer', model=type(self).__name__, layouts=self.EXPORT_LAYOUTS,
+            input='RGB clips, channels last, (pixel - mean) / std with pixels in 0..255',
+            outputs=(Output('scores', 'N,K', 'per-video class scores after average_clips'),),
+            channels=(3,),
+            metadata={'normalization': 'RGB 0..255, (x - mean) / std',
+                      'mean': ','.join(str(v) for v in pre.mean or (0.0, 0.0, 0.0)),
+                      'std': ','.join(str(v) for v in pre.std or (1.0, 1.0, 1.0)),
+                      'average_clips': str(self.cls_head.average_clips),
+                      'num_classes': str(self.cls_head.num_classes)})
+
+    def export_outputs(self, x: jax.Array) -> tuple[jax.Array, ...]:
+        return (self.predict_scores(x).astype(jnp.float32),)
+
+    def prepare_export(self, softmax: bool = False) -> None:
+        """Eval mode; the backbone runs on all views at once (max_testing_views chunking saves
+        memory only and would become a loop op); `softmax`: average_clips='prob'."""
+        self.eval()
+        self.max_testing_views = None
+        if softmax:
+            self.cls_head.average_clips = 'prob'
+
 
 class Recognizer2D(BaseRecognizer):
     """2D recognizer (TSN, TSM) on x [N, F, H, W, C].
@@ -126,6 +155,8 @@ class Recognizer2D(BaseRecognizer):
             raise ValueError(f'max_testing_views ({self.max_testing_views}) must be a multiple '
                              f'of the backbone num_segments ({segments})')
 
+    EXPORT_LAYOUTS = {3: 'N,F,H,W,C'}
+
     def fold_views(self, x: jax.Array) -> tuple[jax.Array, int]:
         if x.ndim != 5:
             raise ValueError(f'Recognizer2D expects [N, F, H, W, C], got shape {x.shape}')
@@ -135,6 +166,8 @@ class Recognizer2D(BaseRecognizer):
 class Recognizer3D(BaseRecognizer):
     """3D recognizer (I3D) on x [N, V, T, H, W, C] (V views) or [N, T, H, W, C] (one view);
     `__call__` gives [N * V, K]."""
+
+    EXPORT_LAYOUTS = {4: 'N,V,T,H,W,C', 3: 'N,T,H,W,C'}
 
     def fold_views(self, x: jax.Array) -> tuple[jax.Array, int]:
         if x.ndim == 5:

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from action_jax.data.decoding import VideoDecodeError, VideoReader
+from action_jax.data.readers import VideoDecodeError, VideoReader
 from action_jax.progress import track
 
 T = TypeVar('T')

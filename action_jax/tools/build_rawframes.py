@@ -18,7 +18,7 @@ from typing import Sequence
 
 import cv2
 
-from action_jax.data.decoding import open_video
+from action_jax.data.readers import open_video
 from action_jax.tools import _common
 
 FRAME_TMPL = 'img_{:05d}'

@@ -16,8 +16,9 @@ import argparse
 import os
 from typing import Sequence
 
-from action_jax.config import load_config_file
-from action_jax.data.decoding import TRANSFORMS as DECODE_TRANSFORMS, VideoDecodeError
+from action_jax.tools import load_config_arg
+from action_jax.data.decoding import TRANSFORMS as DECODE_TRANSFORMS
+from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import build_transform
 from action_jax.tools import _common
 
@@ -51,10 +52,7 @@ def _job(args: tuple[int, str, dict, int]) -> tuple[int, str | None]:
 
 def decode_steps(config_file: str) -> tuple[dict, int]:
     """The train pipeline's reader step and the frames one clip spans, from a config file."""
-    try:
-        config = load_config_file(config_file)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise _common.UserError(f'cannot load config {config_file}: {exc}') from None
+    config = load_config_arg(config_file)
     pipeline = config.train_dataloader.dataset.get('pipeline') or []
     init = next((dict(step) for step in pipeline if step.get('type') in INITS), None)
     if init is None:

@@ -38,7 +38,7 @@ import numpy as np
 from action_jax import windows
 from action_jax.progress import track
 from action_jax.apis import init_recognizer
-from action_jax.data.decoding import VideoDecodeError, open_video
+from action_jax.data.readers import VideoDecodeError, open_video
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from action_jax import config as config_lib
+from action_jax import user_errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
@@ -33,4 +33,4 @@ def _with_config_flag(argv: list[str]) -> list[str]:
 
 
 if __name__ == '__main__':
-    app.run(main, argv=_with_config_flag(sys.argv), flags_parser=config_lib.parse_flags)
+    app.run(main, argv=_with_config_flag(sys.argv), flags_parser=user_errors.parse_flags)

@@ -21,7 +21,7 @@ from typing import Sequence
 import av
 import numpy as np
 
-from action_jax.data.decoding import open_video
+from action_jax.data.readers import open_video
 from action_jax.tools import _common
 
 

@@ -40,6 +40,11 @@ class Checkpointer:
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
 
+    def latest_path(self) -> str | None:
+        """The newest training checkpoint's directory, or None."""
+        step = self.latest.latest_step()
+        return None if step is None else os.path.join(self.latest.directory, str(step))
+
     def save_best(self, step: int, state, metrics: Mapping[str, float]) -> None:
         if self.best is not None and step in self.best.all_steps():
             # A resumed run re-validates the steps after its last training checkpoint; the

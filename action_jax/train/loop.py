@@ -6,6 +6,7 @@ preprocessing, loss and predictions). Localizers (models/localizers) take the sa
 feature files; what differs on the host (metrics, result files) is its task's (train/tasks.py).
 """
 import functools
+import math
 import os
 import signal
 import time
@@ -19,9 +20,10 @@ from flax import nnx
 
 from action_jax.config import as_dict, compute_dtype
 from action_jax.data import loader
-from action_jax.data.datasets import build_dataset
+from action_jax.data.datasets import DATASETS, build_dataset
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
+from action_jax.progress import track
 from action_jax.train import optim, sharding
 from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.scalar_log import ScalarLog
@@ -93,19 +95,21 @@ def make_eval_step():
     return jax.jit(eval_step, static_argnums=0)
 
 
-def evaluate(task, step, graphdef, params, rest, dataloader_cfg,
-             mesh) -> tuple[dict[str, float], Any]:
+def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
+             dataset=None) -> tuple[dict[str, float], Any]:
     """Runs a whole split through `step` (make_eval_step); returns the task's (metrics,
-    per-video results), in list-file order."""
-    dataset = build_dataset(as_dict(dataloader_cfg.dataset))
+    per-video results), in list-file order. `dataset`: the split's, if already built."""
+    if dataset is None:
+        dataset = build_dataset(as_dict(dataloader_cfg.dataset))
     local_bs = dataloader_cfg.batch_size * jax.local_device_count()
     batches = loader.eval_dataset(
         dataset, dataloader_cfg.dataset.pipeline, batch_size=local_bs,
         num_workers=dataloader_cfg.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count())
     predictions, rows, skipped = [], [], 0
-    for batch in batches:
-        skipped += int(batch.pop('num_skipped').sum())
+    for batch in track(_closing(batches), 'Evaluating',
+                       total=math.ceil(len(dataset) / (jax.process_count() * local_bs))):
+        skipped += _pop_skipped(batch)
         arrays = sharding.global_batch(task.prepare_batch(batch, train=False), mesh)
         out = jax.tree.map(sharding.to_host, step(graphdef, params, rest, arrays))
         # The other arrays (labels, index, valid, ...) come back for the task's evaluation.
@@ -116,9 +120,8 @@ def evaluate(task, step, graphdef, params, rest, dataloader_cfg,
     order = np.argsort(np.concatenate([r['index'] for r in rows]), kind='stable')
     predictions = jax.tree.map(lambda *a: np.concatenate(a)[order], *predictions)
     rows = {k: np.concatenate([r[k] for r in rows])[order] for k in rows[0]}
-    if skipped:
-        logging.warning('%d videos could not be decoded and were left out of the evaluation.',
-                        skipped)
+    logging.log(logging.WARNING if skipped else logging.INFO,
+                'Evaluation: %d videos could not be decoded and were left out.', skipped)
     return task.evaluate(dataset, predictions, rows)
 
 
@@ -129,6 +132,7 @@ def test(config, workdir: str, step=None) -> dict[str, float]:
     if not config.checkpoint:
         raise ValueError('--mode test needs --config.checkpoint=PATH')
     prepare_data(config)
+    dataset = build_split(config.test_dataloader.dataset, config.model)
     mesh = sharding.create_mesh()
     model = build_recognizer(config.model, seed=config.seed, dtype=compute_dtype(config))
     load_weights(model, config.checkpoint)
@@ -141,7 +145,8 @@ def test(config, workdir: str, step=None) -> dict[str, float]:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     params, rest = sharding.replicate((params, rest), mesh)
     step = step or make_eval_step()
-    metrics, results = evaluate(task, step, graphdef, params, rest, config.test_dataloader, mesh)
+    metrics, results = evaluate(task, step, graphdef, params, rest, config.test_dataloader, mesh,
+                                dataset)
     logging.info('Test metrics: %s', _fmt_metrics(metrics))
     if config.out and jax.process_index() == 0:
         task.write_results(results, config.out)
@@ -175,6 +180,39 @@ def _synthetic_generator(kind: str):
                    'SyntheticLocalization')
 
 
+def build_split(dataset_cfg, model_cfg):
+    """A split's dataset, its labels checked against the classifier's `num_classes` (the head's
+    when the dataset config gives none: one_hot of an out-of-range label is silently zeros)."""
+    cfg = as_dict(dataset_cfg)
+    head_classes = as_dict(model_cfg).get('cls_head', {}).get('num_classes')
+    if head_classes is not None and cfg.get('type', 'VideoDataset') in DATASETS:
+        if cfg.get('num_classes') is None:
+            cfg['num_classes'] = head_classes
+        elif cfg['num_classes'] > head_classes:
+            raise ValueError(f'{cfg.get("ann_file")}: dataset num_classes={cfg["num_classes"]} '
+                             f'exceeds the model\'s cls_head.num_classes={head_classes}.')
+    return build_dataset(cfg)
+
+
+def _closing(dataset):
+    """Iterates `dataset`, then shuts its loader down (worker processes, shared memory): left
+    to the garbage collector at exit they print tracebacks and leaked-memory warnings."""
+    iterator = iter(dataset)
+    try:
+        yield from iterator
+    finally:
+        iterator.close()
+
+
+def _pop_skipped(batch) -> int:
+    """Removes the loader's skip report from `batch`; logs the files (read in worker processes,
+    whose own log lines reach neither this process's log file nor its console)."""
+    for names in batch.pop('skipped_files'):
+        for name in filter(None, str(names).split('\n')):
+            logging.warning('Skipped unreadable sample %s', name)
+    return int(batch.pop('num_skipped').sum())
+
+
 def _fmt_metrics(metrics: Mapping[str, float]) -> str:
     return '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()) or '(no metrics)'
 
@@ -186,7 +224,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains, validating every `val_interval` epochs; returns the final test metrics (and
     writes the per-video test results to `config.out` if given)."""
     os.makedirs(workdir, exist_ok=True)
+    preemption = _Preemption()
     prepare_data(config)
+    # Every list parsed and its labels checked now, not when evaluation first runs hours later.
+    dl = config.train_dataloader
+    train_set = build_split(dl.dataset, config.model)
+    eval_sets = {name: build_split(getattr(config, name).dataset, config.model)
+                 for name in ('val_dataloader', 'test_dataloader')
+                 if getattr(config, name).dataset}
     mesh = sharding.create_mesh()
     model_cfg = as_dict(config.model)
     dtype = compute_dtype(config)
@@ -195,11 +240,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if is_main:
         with open(os.path.join(workdir, 'config.json'), 'w') as f:
             f.write(config.to_json_best_effort(indent=2))
+        writer.hparams(as_dict(config))
 
     # Model, split once into static graphs (train and eval modes) and array state.
     model = build_recognizer(config.model, seed=config.seed, dtype=dtype)
     if config.load_from:
-        load_weights(model, config.load_from)
+        load_weights(model, config.load_from, strict=config.load_from_strict)
     task = build_task(model, config)
     model.train()
     train_graph, params, rest = nnx.split(model, nnx.Param, ...)
@@ -207,8 +253,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     eval_graph = nnx.graphdef(model)
 
     # Data.
-    dl = config.train_dataloader
-    train_set = build_dataset(as_dict(dl.dataset))
     local_bs = dl.batch_size * jax.local_device_count()
     global_bs = dl.batch_size * jax.device_count()
     steps_per_epoch = loader.steps_per_epoch(len(train_set), global_bs)
@@ -244,11 +288,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         logging.info('Resumed at step %d (epoch %.2f).', int(state.step),
                      int(state.step) / steps_per_epoch)
         if not data_restored:
+            train_iter.close()
             train_iter = train_batches(start_batch=int(state.step))
     start = int(state.step)
+    # An interrupted run may have logged steps after its last checkpoint: they are redone.
+    writer.truncate(start)
 
     step_fn = jax.jit(
-        functools.partial(train_step, tx=tx, schedule=schedule, seed=config.seed),
+        functools.partial(_checked_train_step, tx=tx, schedule=schedule, seed=config.seed),
         static_argnums=0, donate_argnums=1)
     eval_fn = make_eval_step()
     logging.info('Training: %d samples, global batch %d on %d devices (%d processes), '
@@ -256,71 +303,79 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                  jax.device_count(), jax.process_count(), steps_per_epoch,
                  config.train_cfg.max_epochs, base_lr)
 
-    preemption = _Preemption()
     log_every = config.default_hooks.logger.interval
     throughput = _Throughput(total_steps)
     served = skipped = 0
     pending = None  # last step's metrics, checked one step late so the host never stalls
     for step in range(start, total_steps):
         batch = next(train_iter)
-        skipped += int(batch.pop('num_skipped').sum())
+        if step == start and 'imgs' in batch:  # recognizers: what the model is fed
+            writer.images(step, 'train/clips', np.asarray(batch['imgs'][:4]))
+        skipped += _pop_skipped(batch)
         served += local_bs
         _check_failure_ratio(served, skipped, dl)
         batch = task.prepare_batch(batch, train=True)
         state, metrics = step_fn(train_graph, state, sharding.global_batch(batch, mesh))
         if pending is not None:
-            _check_finite(*pending)
+            _check_finite(*pending, ckpt)
         pending = (step + 1, metrics)
 
         if (step + 1) % log_every == 0 or step + 1 == total_steps:
-            _check_finite(*pending)
+            _check_finite(*pending, ckpt)
             rate, eta = throughput.update(step + 1)
-            scalars = {k: float(v) for k, v in metrics.items()}
+            scalars = {k: float(v) for k, v in metrics.items() if k != 'finite'}
+            logged = _fmt_metrics(scalars)
             scalars['clips_per_sec'] = rate * global_bs
             scalars['skipped_samples'] = skipped
             writer.write(step + 1, scalars)
-            logging.info('epoch %d [%d/%d] step %d/%d  %s  clips/s %.1f  eta %s',
+            logging.info('epoch %d [%d/%d] step %d/%d  %s  clips/s %.1f  skipped %d  eta %s',
                          step // steps_per_epoch + 1, step % steps_per_epoch + 1,
-                         steps_per_epoch, step + 1, total_steps,
-                         _fmt_metrics({k: v for k, v in scalars.items()
-                                       if k not in ('clips_per_sec', 'skipped_samples')}),
-                         scalars['clips_per_sec'], _fmt_eta(eta))
+                         steps_per_epoch, step + 1, total_steps, logged,
+                         scalars['clips_per_sec'], skipped, _fmt_eta(eta))
 
         epoch_end = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch
         preempted = preemption.check(step + 1)
+        if preempted or epoch_end:
+            # Nothing non-finite is saved, as a checkpoint or as the best one.
+            _check_finite(*pending, ckpt)
         if preempted or (epoch_end and epoch % ckpt_cfg.interval == 0):
-            _check_finite(*pending)
             ckpt.save(step + 1, state, train_iter)
         if preempted:
             ckpt.wait()
+            train_iter.close()
             logging.info('Checkpoint saved at step %d; exiting for preemption.', step + 1)
             return {}
         if (epoch_end and epoch >= config.train_cfg.val_begin
                 and epoch % config.train_cfg.val_interval == 0):
             metrics = evaluate(task, eval_fn, eval_graph, state.params, state.rest,
-                               config.val_dataloader, mesh)[0]
+                               config.val_dataloader, mesh, eval_sets.get('val_dataloader'))[0]
             writer.write(step + 1, {f'val/{k}': v for k, v in metrics.items()})
             logging.info('Validation after epoch %d: %s', epoch, _fmt_metrics(metrics))
             ckpt.save_best(step + 1, state, metrics)
 
     if pending is not None:
-        _check_finite(*pending)
+        _check_finite(*pending, ckpt)
     if total_steps not in ckpt.latest.all_steps():
         ckpt.save(total_steps, state, train_iter)
     ckpt.wait()
+    train_iter.close()
+    logging.info('Training done: %d training samples could not be decoded and were replaced.',
+                 skipped)
 
     results = {}
     if config.test_dataloader.dataset:
         results, per_video = evaluate(task, eval_fn, eval_graph, state.params, state.rest,
-                                      config.test_dataloader, mesh)
+                                      config.test_dataloader, mesh,
+                                      eval_sets.get('test_dataloader'))
         logging.info('Test (last checkpoint): %s', _fmt_metrics(results))
         if config.out and is_main:
             task.write_results(per_video, config.out)
         if config.test_best and ckpt.best is not None and ckpt.best.best_step() is not None:
             best = ckpt.restore_best(state, sharding.replicated(mesh))
             best_metrics = evaluate(task, eval_fn, eval_graph, best.params, best.rest,
-                                    config.test_dataloader, mesh)[0]
+                                    config.test_dataloader, mesh,
+                                    eval_sets.get('test_dataloader'))[0]
             logging.info('Test (best checkpoint, step %d): %s', ckpt.best.best_step(),
                          _fmt_metrics(best_metrics))
             results.update({f'best/{k}': v for k, v in best_metrics.items()})
@@ -330,12 +385,29 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     return results
 
 
-def _check_finite(step: int, metrics: Mapping[str, jax.Array]) -> None:
-    loss = float(metrics['loss'])
-    if not np.isfinite(loss):
-        raise FloatingPointError(
-            f'Loss is {loss} at step {step}; stopping. The last checkpoint (before this step) '
-            'is intact: lower the learning rate or check the data, then resume.')
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.isfinite(a).all() for a in jax.tree.leaves(tree)
+                              if jnp.issubdtype(a.dtype, jnp.inexact)]))
+
+
+def _checked_train_step(graphdef, state, batch, **kwargs):
+    """train_step, with metrics['finite']: whether the new state (parameters, statistics,
+    optimizer) and the metrics are all finite. A finite loss can come with non-finite
+    gradients, so the loss alone does not tell; one reduction on the device does."""
+    state, metrics = train_step(graphdef, state, batch, **kwargs)
+    return state, {**metrics, 'finite': _all_finite((state, metrics))}
+
+
+def _check_finite(step: int, metrics: Mapping[str, jax.Array], ckpt: Checkpointer) -> None:
+    if bool(metrics['finite']):
+        return
+    good = ckpt.latest_path()
+    raise FloatingPointError(
+        f'Training diverged at step {step} (loss {float(metrics["loss"]):.4g}, grad_norm '
+        f'{float(metrics["grad_norm"]):.4g}, non-finite values in the loss, gradients or new '
+        'state); stopping without saving it. '
+        + (f'The last good checkpoint is {good}' if good else 'No checkpoint was saved yet')
+        + ': lower the learning rate or check the data, then resume.')
 
 
 def _check_failure_ratio(served: int, skipped: int, dl) -> None:

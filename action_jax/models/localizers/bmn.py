@@ -22,6 +22,8 @@ from flax import nnx
 
 from action_jax.localization.data import batch_labels, bmn_labels
 from action_jax.localization.postprocess import SoftNMSConfig, bmn_candidates, post_processing
+from action_jax.models.export_spec import (FEATURES_FIXED, FEATURES_METADATA, STEPS_INPUT,
+                                           ExportSpec, Output, localizer_export_mode)
 from action_jax.models.localizers.layers import Buffer, conv, sequential
 from action_jax.models.localizers.losses import bmn_loss, check_loss_cfg
 
@@ -96,6 +98,7 @@ class BMN(nnx.Module):
                  dtype=jnp.float32, rngs: nnx.Rngs):
         check_loss_cfg(loss_cls, 'BMNLoss')
         self.temporal_dim = temporal_dim
+        self.feat_dim = feat_dim
         self.num_samples = num_samples
         self.soft_nms = SoftNMSConfig(soft_nms_alpha, soft_nms_low_threshold,
                                       soft_nms_high_threshold, post_process_top_k)
@@ -142,6 +145,25 @@ class BMN(nnx.Module):
         """Probabilities (float32) for batch['inputs'] [N, T, feat_dim]."""
         logits = self(batch['inputs'])
         return BMNOutput(*(jax.nn.sigmoid(v.astype(jnp.float32)) for v in logits))
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(
+            kind='localizer', model='BMN', layouts={2: 'N,T,C'}, input=STEPS_INPUT,
+            outputs=(Output('confidence_map', 'N,D,T,2',
+                            '[n, d, s]: proposal of start s, duration d + 1; channel 0 '
+                            'regression (IoU), 1 classification'),
+                     Output('start', 'N,T', 'start probability per step'),
+                     Output('end', 'N,T', 'end probability per step')),
+            shape=(self.temporal_dim, self.feat_dim),
+            fixed=(f'its sampling mask fixes T to temporal_dim={self.temporal_dim}',
+                   FEATURES_FIXED),
+            metadata={**FEATURES_METADATA, 'temporal_dim': str(self.temporal_dim)})
+
+    def export_outputs(self, x: jax.Array) -> tuple[jax.Array, ...]:
+        return tuple(self.predict({'inputs': x}))
+
+    def prepare_export(self, softmax: bool = False) -> None:
+        localizer_export_mode(self, softmax)
 
     def loss(self, batch: Mapping[str, jax.Array],
              rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:

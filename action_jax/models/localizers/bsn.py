@@ -19,6 +19,8 @@ from flax import nnx
 
 from action_jax.localization.data import batch_labels, tem_labels
 from action_jax.localization.postprocess import SoftNMSConfig, pem_candidates, post_processing
+from action_jax.models.export_spec import (FEATURES_FIXED, FEATURES_METADATA, STEPS_INPUT,
+                                           ExportSpec, Output, localizer_export_mode)
 from action_jax.models.localizers.layers import conv, linear
 from action_jax.models.localizers.losses import check_loss_cfg, pem_loss, tem_loss
 
@@ -37,6 +39,7 @@ class TEM(nnx.Module):
                  conv3_ratio: float = 0.01, *, dtype=jnp.float32, rngs: nnx.Rngs):
         check_loss_cfg(loss_cls, 'BinaryLogisticRegressionLoss')
         self.temporal_dim = temporal_dim
+        self.feat_dim = tem_feat_dim
         self.boundary_ratio = boundary_ratio
         self.match_threshold = tem_match_threshold
         self.loss_weight = loss_weight
@@ -55,6 +58,25 @@ class TEM(nnx.Module):
     def predict(self, batch: Mapping[str, jax.Array]) -> jax.Array:
         """Probabilities [N, T, 3] (actionness, start, end) for batch['inputs']."""
         return jax.nn.sigmoid(self(batch['inputs']).astype(jnp.float32))
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(
+            kind='localizer', model='TEM', layouts={2: 'N,T,C'}, input=STEPS_INPUT,
+            outputs=(Output('action', 'N,T', 'actionness probability per step'),
+                     Output('start', 'N,T', 'start probability per step'),
+                     Output('end', 'N,T', 'end probability per step')),
+            shape=(self.temporal_dim, self.feat_dim), fixed=(None, FEATURES_FIXED),
+            metadata={**FEATURES_METADATA, 'temporal_dim': str(self.temporal_dim)})
+
+    def export_outputs(self, x: jax.Array) -> tuple[jax.Array, ...]:
+        probs = self.predict({'inputs': x})
+        return tuple(probs[..., i] for i in range(probs.shape[-1]))
+
+    def prepare_export(self, softmax: bool = False) -> None:
+        if self.conv3.out_features != 3:
+            raise ValueError(f'TEM with output_dim={self.conv3.out_features} cannot be '
+                             'exported: its outputs are action, start and end')
+        localizer_export_mode(self, softmax)
 
     def loss(self, batch: Mapping[str, jax.Array],
              rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -101,6 +123,7 @@ class PEM(nnx.Module):
         self.soft_nms = SoftNMSConfig(soft_nms_alpha, soft_nms_low_threshold,
                                       soft_nms_high_threshold, post_process_top_k)
         self.feature_extraction_interval = feature_extraction_interval
+        self.feat_dim = pem_feat_dim
         self.ratios = (fc1_ratio, fc2_ratio)
         kw = dict(dtype=dtype, rngs=rngs)
         self.fc1 = linear(pem_feat_dim, pem_hidden_dim, **kw)
@@ -113,6 +136,20 @@ class PEM(nnx.Module):
     def predict(self, batch: Mapping[str, jax.Array]) -> jax.Array:
         """IoU scores [N, P] for batch['bsp_feature'] [N, P, pem_feat_dim]."""
         return jax.nn.sigmoid(self(batch['bsp_feature']).astype(jnp.float32))[..., 0]
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(
+            kind='localizer', model='PEM', layouts={2: 'N,P,C'},
+            input='BSP features of P proposals (LoadProposals, zero-padded to top_k)',
+            outputs=(Output('iou_scores', 'N,P', 'expected IoU of each proposal'),),
+            shape=('proposals', self.feat_dim), fixed=(None, FEATURES_FIXED),
+            metadata=FEATURES_METADATA)
+
+    def export_outputs(self, x: jax.Array) -> tuple[jax.Array, ...]:
+        return (self.predict({'bsp_feature': x}),)
+
+    def prepare_export(self, softmax: bool = False) -> None:
+        localizer_export_mode(self, softmax)
 
     def loss(self, batch: Mapping[str, jax.Array],
              rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:

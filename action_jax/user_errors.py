@@ -1,0 +1,176 @@
+"""One-line errors, without a traceback, for the mistakes newcomers make first: a missing
+config file, a misspelt or mistyped config key, a missing required flag, a checkpoint or file
+that does not exist, a GPU asked for where JAX sees none.
+
+CLIs run under `exit_on_user_error()`; absl programs also parse their flags with
+`parse_flags` (`app.run(main, flags_parser=user_errors.parse_flags)`), which loads the config
+file once itself first so that an error inside it is reported with its file and line.
+ACTION_JAX_TRACEBACK=1 shows the traceback instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+
+from absl import flags
+
+from action_jax import config as config_lib
+from action_jax import config_path
+
+# The part of a ml_collections message that names the key and what it looked like.
+_KEY = re.compile(r"""Key "(\w+)"|['\\]+(\w+)['\\]+""")
+_SUGGESTION = re.compile(r'Did you mean "(\w+)"')
+_CAST = re.compile(r"field '(\w+)'.*original type <class '(\w+)'>.*type <class '(\w+)'>", re.S)
+
+
+class UserError(Exception):
+    """An error in what the user asked for; its message is the whole story."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or a `--config.*` override that cannot be applied."""
+
+
+class NoDeviceError(UserError, ValueError):
+    """A device name (MMAction2 style, 'cuda:0') that JAX does not have."""
+
+    def __init__(self, device: str):
+        import jax  # here, not at import: the CLIs parse their flags before JAX starts
+        present = ', '.join(f'{d.platform}:{d.id}' for d in jax.devices())
+        hint = ''
+        if str(device).split(':')[0] in ('cuda', 'gpu') and jax.default_backend() == 'cpu':
+            hint = " -- JAX sees no GPU; for NVIDIA GPUs install pip install 'action_jax[cuda12]'"
+        super().__init__(f'no JAX device {str(device)!r} (JAX has {present}){hint}')
+
+
+def _key_in(message: str) -> str | None:
+    found = _KEY.search(message)
+    return found and (found.group(1) or found.group(2))
+
+
+def _unknown_key(message: str) -> str | None:
+    """'unknown config key K; did you mean S?' from ml_collections' locked-key error."""
+    key = _key_in(message)
+    suggestion = _SUGGESTION.search(message)
+    text = f'unknown config key {key!r}' if key else 'unknown config key'
+    return text + (f'; did you mean {suggestion.group(1)!r}?' if suggestion else '')
+
+
+def describe_config_exception(exc: BaseException, path: str) -> str:
+    """'FILE, line N: what went wrong' for an exception raised while building a config."""
+    directory = os.path.dirname(os.path.abspath(path))
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.dirname(os.path.abspath(f.filename)) == directory]
+    where = f'{frames[-1].filename}, line {frames[-1].lineno}' if frames else path
+    message = str(exc.args[0]) if exc.args else ''
+    cast = _CAST.search(message)
+    if cast:
+        what = f'config key {cast.group(1)!r} takes {cast.group(3)}, got {cast.group(2)}'
+    else:
+        what = f'{type(exc).__name__}: {message.splitlines()[0] if message else ""}'
+    # A locked ConfigDict's message (not any AttributeError inside the file).
+    if isinstance(exc, (AttributeError, KeyError)) and ('Did you mean' in message
+                                                        or 'does not exist' in message):
+        what = _unknown_key(message)
+    return f'{where}: {what}'
+
+
+def load_config_checked(spec: str):
+    """config_path.load, with anything raised inside the config file as a ConfigError."""
+    path = config_path.resolve(spec.partition(':')[0])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(config_path.not_found_message(path))
+    try:
+        return config_path.load(spec)
+    except Exception as e:  # noqa: BLE001 - any failure in a user's config file is theirs
+        raise ConfigError(describe_config_exception(e, path)) from e
+
+
+def _config_arg(argv: Sequence[str]) -> int | None:
+    """Index in argv of the `--config` value (`--config X` or `--config=X`)."""
+    for i, arg in enumerate(argv):
+        if arg == '--config' and i + 1 < len(argv):
+            return i + 1
+        if arg.startswith('--config='):
+            return i
+    return None
+
+
+def _override_naming(key: str, argv: Sequence[str]) -> str:
+    """The `--config.a.b=v` argument whose path contains `key` (the misspelt one)."""
+    for arg in argv:
+        if arg.startswith('--config.') and key in arg.partition('=')[0].split('.'):
+            return arg.partition('=')[0]
+    return '--config'
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with `--config configs/x.py` resolved for an installed package
+    and every user error as one line (see the module docstring)."""
+    argv = list(argv)
+    with exit_on_user_error():
+        index = _config_arg(argv)
+        if index is not None:
+            prefix, eq, spec = argv[index].rpartition('--config=')
+            path, sep, arg = spec.partition(':')
+            argv[index] = prefix + eq + config_path.resolve(path) + sep + arg
+            load_config_checked(argv[index].removeprefix('--config='))
+        try:
+            rest = flags.FLAGS(argv)
+        except (AttributeError, KeyError) as e:  # a misspelt --config.* override
+            key = _key_in(str(e))
+            if key is None:
+                raise
+            raise ConfigError(f'{_override_naming(key, argv)}: {_unknown_key(str(e))}') from e
+        except flags.Error as e:
+            message = str(e).splitlines()[0]
+            if index is not None:
+                message = config_lib.dict_override_hint(argv, flags.FLAGS['config'].value) or message
+            required = re.search(r'Flag --(\w+) must have a value other than None', message)
+            if required:
+                name = required.group(1)
+                message = f'--{name} is required: {flags.FLAGS[name].help}'
+            raise UserError(message) from e
+        if index is not None:
+            check_paths(flags.FLAGS['config'].value)
+        return rest
+
+
+# Config keys naming files a run reads; checked before any work (the synthetic data set is
+# generated before test mode would reach the checkpoint).
+PATH_KEYS = ('checkpoint', 'load_from', 'resume_from')
+
+
+def check_paths(config) -> None:
+    """A UserError for a local path under PATH_KEYS that does not exist (URLs pass)."""
+    for key in PATH_KEYS:
+        path = config.get(key)
+        if path and '://' not in path and not os.path.exists(path):
+            raise UserError(f'--config.{key}: {path!r} does not exist')
+
+
+def _backend_missing(exc: BaseException) -> str | None:
+    """The message for JAX failing to start a platform it was told to use (JAX_PLATFORMS)."""
+    message = str(exc)
+    if isinstance(exc, RuntimeError) and 'Unable to initialize backend' in message:
+        return (f'{message.splitlines()[0]} -- for NVIDIA GPUs install '
+                "pip install 'action_jax[cuda12]', or unset JAX_PLATFORMS to use the CPU")
+    return None
+
+
+@contextlib.contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Turn user errors into 'error: ...' on stderr and exit status 2."""
+    try:
+        yield
+    except (UserError, FileNotFoundError, NotADirectoryError, RuntimeError) as e:
+        message = (_backend_missing(e) if isinstance(e, RuntimeError) and not isinstance(e, UserError)
+                   else str(e))
+        if message is None or os.environ.get('ACTION_JAX_TRACEBACK') == '1':
+            raise
+        print(f'error: {message}', file=sys.stderr)
+        sys.exit(2)
