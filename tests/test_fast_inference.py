@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from action_jax.apis import init_recognizer, predict_scores
-from action_jax.export import RELATIVE_TOLERANCE, cache
+from action_jax.export import cache
+from action_jax.export.verify import RELATIVE_TOLERANCE
 from action_jax.models.compiled import is_compiled
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from action_jax.export import prepare_for_export
+from action_jax.export.signature import prepare_for_export
 from action_jax.export.onnx import DEFAULT_OPSET, export_onnx
 from action_jax.export.runtime import OnnxModel
 
