@@ -152,7 +152,6 @@ def pin_threads(threads: int) -> None:
 
 
 def jax_worker(args) -> dict:
-    import jax
     import jax.numpy as jnp
     import numpy as np
     from flax import nnx
