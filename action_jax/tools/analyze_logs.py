@@ -7,7 +7,8 @@
 
 A WORKDIR is a training run's directory (or its scalars.jsonl): one JSON object per logged step,
 `{"step": N, "loss": ..., "val/acc/top1": ...}`. A key is looked up as given, then with the
-`val/` prefix, so `--keys top1_acc` finds validation's `val/top1_acc` as in MMAction2.
+`val/` prefix, so `--keys acc/top1` finds validation's `val/acc/top1` (MMAction2's `acc/top1`);
+`top1_acc` is the training batches' accuracy.
 The figure is PNG, SVG or PDF by the extension of `--out`, one panel per key.
 cal_train_time needs each record's wall-clock `time` (seconds); epochs come from each record's
 `epoch` (action_jax's training records carry it), or `--steps-per-epoch`, else the whole run
