@@ -86,6 +86,13 @@ def _run(args: argparse.Namespace) -> int:
           f'{len(index["shards"])} shards in {args.out}; {len(index["skipped"])} skipped')
     for key, reason in index['skipped'].items():
         print(f'  skipped {key}: {reason}')
+    if not index['videos']:
+        # An empty pack would make the re-run with the right --data-prefix do nothing.
+        packed.remove_pack(args.out)
+        print(f'pack_dataset: error: no video of {args.ann_file} could be read from '
+              f'{args.data_prefix or "."} (is --data-prefix the directory its paths are in?)',
+              file=sys.stderr)
+        return 1
     return 0
 
 
