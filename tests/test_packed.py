@@ -128,6 +128,11 @@ def test_rerun_skips_a_complete_pack_and_refuses_others(data, capsys):
     argv = [str(data['root'] / 'list.txt'), '--out', data['jpg'], '--quality', '80']
     assert pack_dataset.main(argv) == 1
     assert 'another list or options' in capsys.readouterr().err
+    # Another --data-prefix (its videos may differ, or be found where they were skipped).
+    argv = [str(data['root'] / 'list.txt'), '--data-prefix', str(data['root']), '--out',
+            data['jpg'], '--workers', '0', '--shard-mb', '0']
+    assert pack_dataset.main(argv) == 1
+    assert 'another list or options' in capsys.readouterr().err
 
 
 def test_incomplete_pack_refused_then_overwritten(data, tmp_path, capsys):
