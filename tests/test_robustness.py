@@ -2,6 +2,8 @@
 two runs on one workdir, a killed run's loader workers, and a clean console and log."""
 import contextlib
 import http.server
+import json
+import logging
 import os
 import pathlib
 import re
@@ -297,3 +299,20 @@ def test_scalar_log_does_not_import_tensorflow(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.glob('events.out.tfevents.*'))
+
+
+def test_scalar_log_renames_tags_quietly(tmp_path, caplog):
+    """AR@1 is not a TensorBoard tag: renamed as tensorboardX would, without its log line per
+    value; scalars.jsonl keeps the metric's own name and the training record's epoch."""
+    from action_jax.train.scalar_log import ScalarLog
+    log = ScalarLog(str(tmp_path))
+    with caplog.at_level(logging.INFO):
+        log.write(4, {'val/AR@1': 0.5})
+        log.write(5, {'loss': 1.0}, epoch=2)
+    log.close()
+    assert not [r for r in caplog.records if 'illegal' in r.getMessage()]
+    (events,) = tmp_path.glob('events.out.tfevents.*')
+    assert b'val/AR_1' in events.read_bytes()
+    records = [json.loads(line) for line in (tmp_path / 'scalars.jsonl').read_text().splitlines()]
+    assert [r.get('epoch') for r in records] == [None, 2]
+    assert records[0]['val/AR@1'] == 0.5

@@ -325,13 +325,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             rate, eta = throughput.update(step + 1)
             scalars = {k: float(v) for k, v in metrics.items() if k != 'finite'}
             logged = _fmt_metrics(scalars)
-            scalars['clips_per_sec'] = rate * global_bs
             scalars['skipped_samples'] = skipped
-            writer.write(step + 1, scalars)
+            # The first logged step has no rate yet: NaN is not JSON (and TensorBoard warns).
+            if np.isfinite(rate):
+                scalars['clips_per_sec'] = rate * global_bs
+            writer.write(step + 1, scalars, epoch=step // steps_per_epoch + 1)
             logging.info('epoch %d [%d/%d] step %d/%d  %s  clips/s %.1f  skipped %d  eta %s',
                          step // steps_per_epoch + 1, step % steps_per_epoch + 1,
                          steps_per_epoch, step + 1, total_steps, logged,
-                         scalars['clips_per_sec'], skipped, _fmt_eta(eta))
+                         rate * global_bs, skipped, _fmt_eta(eta))
 
         epoch_end = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch
