@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from action_jax.apis import DownloadError, downloaded
+from action_jax.data.datasets import ListFileError
 from action_jax.train import loop
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -73,7 +74,7 @@ def test_divergence_saves_nothing_non_finite_and_names_the_good_checkpoint(data_
     config = tiny_config(data_dir, train_dataloader__batch_size=16,
                          param_scheduler=[dict(type='MultiStepLR', begin=0, end=3, by_epoch=True,
                                                milestones=[1], gamma=float('inf'))])
-    with pytest.raises(FloatingPointError, match='at step 2') as error:
+    with pytest.raises(loop.DivergedError, match='at step 2') as error:
         loop.train_and_evaluate(config, str(tmp_path))
     good = re.search(r'last good checkpoint is (\S+):', str(error.value))
     assert good, str(error.value)
@@ -96,7 +97,7 @@ def test_out_of_range_labels_are_named_before_training(data_dir, tmp_path, split
     config = tiny_config(data_dir, **{f'{split}_dataloader__dataset__ann_file': str(bad)})
     classes = config.model.cls_head.num_classes  # the head's: the dataset config gives none
     assert 'num_classes' not in config[f'{split}_dataloader'].dataset
-    with pytest.raises(ValueError, match=rf'{re.escape(str(bad))}, line 3: label 99 is out of '
+    with pytest.raises(ListFileError, match=rf'{re.escape(str(bad))}, line 3: label 99 is out of '
                                          rf'range for num_classes={classes}'):
         loop.train_and_evaluate(config, str(tmp_path))
     assert not (tmp_path / 'checkpoints').exists()  # stopped before anything was built
@@ -106,7 +107,7 @@ def test_out_of_range_labels_are_named_in_test_mode(data_dir, tmp_path):
     bad = data_dir / 'bad_label_val.txt'
     config = tiny_config(data_dir, test_dataloader__dataset__ann_file=str(bad),
                          checkpoint=str(tmp_path / 'not-read'))
-    with pytest.raises(ValueError, match=rf'{re.escape(str(bad))}, line 3: label 99'):
+    with pytest.raises(ListFileError, match=rf'{re.escape(str(bad))}, line 3: label 99'):
         loop.test(config, str(tmp_path))
 
 
@@ -114,7 +115,7 @@ def test_invalid_utf8_names_file_and_line(data_dir, tmp_path):
     bad = tmp_path / 'latin1.txt'
     bad.write_bytes(b'a.mp4 0\nb\xe9\xe8.mp4 1\n')
     config = tiny_config(data_dir, test_dataloader__dataset__ann_file=str(bad))
-    with pytest.raises(ValueError, match=rf'{re.escape(str(bad))}, line 2: invalid UTF-8'):
+    with pytest.raises(ListFileError, match=rf'{re.escape(str(bad))}, line 2: invalid UTF-8'):
         loop.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
