@@ -52,17 +52,18 @@ def main(argv):
         # Before JAX starts its backend: GPU reductions in a fixed order (CPU already is).
         os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                                    + ' --xla_gpu_deterministic_ops=true').strip()
+    # Keep warnings, drop the QUIET chatter, from before JAX's backend probe (the first of it).
+    # On the python_handler: ABSLHandler.handle bypasses filters added to the ABSLHandler
+    # itself. (absl's own WARNING constant is 1.)
+    logging.get_absl_handler().python_handler.addFilter(
+        lambda record: (record.levelno >= std_logging.WARNING
+                        or not any(name in record.pathname for name in QUIET)))
     distributed.initialize()
     # Before the log file: a second run must not take over the first one's log.INFO.
     lock = _lock(FLAGS.workdir)  # noqa: F841 (held until the process exits)
     os.makedirs(FLAGS.workdir, exist_ok=True)
     logging.get_absl_handler().use_absl_log_file('log', FLAGS.workdir)
     logging.set_stderrthreshold('info')
-    # Keep warnings, drop the QUIET chatter. On the python_handler: ABSLHandler.handle
-    # bypasses filters added to the ABSLHandler itself. (absl's own WARNING constant is 1.)
-    logging.get_absl_handler().python_handler.addFilter(
-        lambda record: (record.levelno >= std_logging.WARNING
-                        or not any(name in record.pathname for name in QUIET)))
     import_custom_modules(FLAGS.config)
     # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
     from action_jax.train import loop

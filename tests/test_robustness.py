@@ -257,6 +257,7 @@ def test_resumed_run_is_clean_and_logs_once_per_step(killed_and_resumed):
     assert _logged_steps(workdir) == list(range(1, 13))
     assert 'leaked shared_memory' not in resumed.stderr
     assert 'Traceback' not in resumed.stderr
+    assert 'NaN or Inf' not in resumed.stderr  # tensorboardX on the unknown first clips/s
     # The unreadable video, read in a worker process, is named in the log files (of both
     # runs: 48 samples drawn from 17 meet it at least twice), the number skipped on the console.
     log = ''.join(p.read_text() for p in workdir.glob('log.*.INFO.*'))

@@ -6,6 +6,7 @@ on its first write when TensorFlow is installed (seconds, hundreds of MB), and c
 import it with the package.
 """
 import json
+import math
 import os
 import time
 from typing import Any, Mapping
@@ -41,7 +42,10 @@ class ScalarLog:
             return
         values = {k: float(v) for k, v in scalars.items()}
         for tag, value in values.items():
-            self.events.add_summary(tb_summary.scalar(tag, value), step)
+            # An unknown value (the first logged step's clips/s) is left out: tensorboardX
+            # warns about every non-finite one.
+            if math.isfinite(value):
+                self.events.add_summary(tb_summary.scalar(tag, value), step)
         with open(self.jsonl, 'a') as f:
             # Wall-clock time too: analyze_logs cal_train_time measures seconds per step.
             f.write(json.dumps({'step': step, 'time': time.time(), **values}) + '\n')
