@@ -6,11 +6,17 @@ evaluates a checkpoint. Any config field can be overridden: `--config.train_cfg.
 import logging as std_logging
 import os
 import signal
+import sys
 
 
 def _exit_on_sigterm(signum, frame):
-    raise SystemExit('action_jax.main: SIGTERM received before training started (or in test '
-                     'mode): exiting, nothing to save.')
+    # Said and done here rather than raised: a handler runs wherever the main thread is, and
+    # an exception raised inside a callback (JAX's gc callback while it is imported) is printed
+    # as ignored, and the run would go on.
+    sys.stderr.write('action_jax.main: SIGTERM received before training started (or in test '
+                     'mode): exiting, nothing to save.\n')
+    sys.stderr.flush()
+    os._exit(1)
 
 
 # First thing, before the seconds of importing JAX: until the training loop installs its own

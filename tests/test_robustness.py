@@ -290,6 +290,30 @@ def test_sigterm_during_start_up_is_reported(data_dir, tmp_path):
     assert 'SIGTERM received' in err
 
 
+def test_sigterm_inside_a_callback_during_start_up_still_exits():
+    # A signal handler runs wherever the main thread is; inside a gc callback (JAX installs
+    # one, and collections are frequent while it is imported) a raised exception is printed as
+    # ignored and the run went on.
+    code = ('import gc, os, signal, sys, time\n'
+            "sys.argv = ['action_jax.main']\n"
+            'import action_jax.main\n'
+            'sent = []\n'
+            'def kill_once(phase, info):\n'
+            '    if not sent:\n'
+            '        sent.append(1)\n'
+            '        os.kill(os.getpid(), signal.SIGTERM)\n'
+            'gc.callbacks.append(kill_once)\n'
+            'gc.collect()\n'
+            'time.sleep(5)\n'
+            "print('still running')\n")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (1, ''), proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        'action_jax.main: SIGTERM received before training started (or in test mode): '
+        'exiting, nothing to save.']
+
+
 def test_scalar_log_does_not_import_tensorflow(tmp_path):
     code = ('import sys\nfrom action_jax.train.scalar_log import ScalarLog\n'
             f'log = ScalarLog({str(tmp_path)!r})\nlog.write(1, {{"loss": 1.0}})\n'
