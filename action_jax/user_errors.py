@@ -108,10 +108,14 @@ def _override_naming(key: str, argv: Sequence[str]) -> str:
     return '--config'
 
 
+# absl's flags that print help and exit (with one dash or two).
+_HELP_FLAGS = ('help', '?', 'helpshort', 'helpfull', 'helpxml')
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with `--config configs/x.py` resolved for an installed package
     and every user error as one line (see the module docstring)."""
-    argv = list(argv)
+    argv = [argv[0]] + ['--help' if a == '-h' else a for a in argv[1:]]  # argparse's habit
     with exit_on_user_error():
         index = _config_arg(argv)
         if index is not None:
@@ -121,6 +125,12 @@ def parse_flags(argv: list[str]) -> list[str]:
             load_config_checked(argv[index].removeprefix('--config='))
         try:
             rest = flags.FLAGS(argv)
+        except SystemExit as e:
+            # absl prints the help asked for, then exits with status 1; asking is no failure.
+            if e.code == 1 and any(a.startswith('-') and a.lstrip('-') in _HELP_FLAGS
+                                   for a in argv[1:]):
+                sys.exit(0)
+            raise
         except (AttributeError, KeyError) as e:  # a misspelt --config.* override
             key = _key_in(str(e))
             if key is None:

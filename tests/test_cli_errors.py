@@ -70,6 +70,14 @@ def test_bad_override(override, fragments):
     assert_one_line_error(result, *fragments)
 
 
+@pytest.mark.parametrize('flag', ['--help', '-h'])
+def test_help_succeeds(flag):
+    # absl prints its help and exits with status 1; asking for help is no failure.
+    result = run_cli('train', flag)
+    assert (result.returncode, result.stderr) == (0, '')
+    assert '--workdir' in result.stdout
+
+
 def test_missing_workdir():
     assert_one_line_error(run_cli('train', '--config', 'configs/tsn_synthetic.py'),
                           '--workdir is required')
