@@ -29,6 +29,7 @@ from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.scalar_log import ScalarLog
 from action_jax.train.step import TrainState, eval_step, train_step
 from action_jax.train.tasks import build_task
+from action_jax.user_errors import UserError
 
 
 class _Preemption:
@@ -400,11 +401,16 @@ def _checked_train_step(graphdef, state, batch, **kwargs):
     return state, {**metrics, 'finite': _all_finite((state, metrics))}
 
 
+class DivergedError(UserError, FloatingPointError):
+    """Training produced non-finite values; its message names the step and what to resume
+    from, so the CLIs print it as one line."""
+
+
 def _check_finite(step: int, metrics: Mapping[str, jax.Array], ckpt: Checkpointer) -> None:
     if bool(metrics['finite']):
         return
     good = ckpt.latest_path()
-    raise FloatingPointError(
+    raise DivergedError(
         f'Training diverged at step {step} (loss {float(metrics["loss"]):.4g}, grad_norm '
         f'{float(metrics["grad_norm"]):.4g}, non-finite values in the loss, gradients or new '
         'state); stopping without saving it. '

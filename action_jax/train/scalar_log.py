@@ -6,6 +6,7 @@ on its first write when TensorFlow is installed (seconds, hundreds of MB), and c
 import it with the package.
 """
 import json
+import math
 import os
 import re
 import time
@@ -50,7 +51,9 @@ class ScalarLog:
             return
         values = {k: float(v) for k, v in scalars.items()}
         for tag, value in values.items():
-            self.events.add_summary(tb_summary.scalar(_tb_tag(tag), value), step)
+            # A non-finite value is left out of TensorBoard: tensorboardX warns about each one.
+            if math.isfinite(value):
+                self.events.add_summary(tb_summary.scalar(_tb_tag(tag), value), step)
         record = {'step': step, **({} if epoch is None else {'epoch': epoch}),
                   # Wall-clock time too: analyze_logs cal_train_time measures seconds per step.
                   'time': time.time(), **values}
