@@ -112,9 +112,11 @@ def _override_naming(key: str, argv: Sequence[str]) -> str:
 _HELP_FLAGS = ('help', '?', 'helpshort', 'helpfull', 'helpxml')
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with `--config configs/x.py` resolved for an installed package
-    and every user error as one line (see the module docstring)."""
+def parse_flags(argv: list[str], flag_values: flags.FlagValues | None = None) -> list[str]:
+    """absl's flag parsing (of `flag_values`, the program's FLAGS by default), with `--config
+    configs/x.py` resolved for an installed package and every user error as one line (see the
+    module docstring)."""
+    values = flags.FLAGS if flag_values is None else flag_values
     argv = [argv[0]] + ['--help' if a == '-h' else a for a in argv[1:]]  # argparse's habit
     with exit_on_user_error():
         index = _config_arg(argv)
@@ -124,7 +126,7 @@ def parse_flags(argv: list[str]) -> list[str]:
             argv[index] = prefix + eq + config_path.resolve(path) + sep + arg
             load_config_checked(argv[index].removeprefix('--config='))
         try:
-            rest = flags.FLAGS(argv)
+            rest = values(argv)
         except SystemExit as e:
             # absl prints the help asked for, then exits with status 1; asking is no failure.
             if e.code == 1 and any(a.startswith('-') and a.lstrip('-') in _HELP_FLAGS
@@ -139,14 +141,14 @@ def parse_flags(argv: list[str]) -> list[str]:
         except flags.Error as e:
             message = str(e).splitlines()[0]
             if index is not None:
-                message = config_lib.dict_override_hint(argv, flags.FLAGS['config'].value) or message
+                message = config_lib.dict_override_hint(argv, values['config'].value) or message
             required = re.search(r'Flag --(\w+) must have a value other than None', message)
             if required:
                 name = required.group(1)
-                message = f'--{name} is required: {flags.FLAGS[name].help}'
+                message = f'--{name} is required: {values[name].help}'
             raise UserError(message) from e
         if index is not None:
-            check_paths(flags.FLAGS['config'].value)
+            check_paths(values['config'].value)
         return rest
 
 

@@ -267,3 +267,16 @@ def test_browse_dataset(data_dir, tmp_path):
     with pytest.raises(SystemExit, match=r'\(train\): cannot decode .*videos_train/.*no such file'):
         browse_dataset.main([f'{REPO / "tests" / "configs" / "tsn_tiny.py"}:{lists}',
                              '--out', str(tmp_path)])
+
+
+def test_tools_take_mains_config_overrides(capsys):
+    """The argparse tools apply `--config.KEY=VALUE` as main does (here: a 10-class head,
+    2048 x 390 + 390 = 799,110 parameters fewer than K400's 400 classes)."""
+    k400 = get_flops.main([str(REPO / 'configs' / 'tsm_k400.py'), '--max-depth', '1'])
+    ten = get_flops.main([str(REPO / 'configs' / 'tsm_k400.py'), '--max-depth', '1',
+                          '--config.model.cls_head.num_classes=10'])
+    assert k400['params'] - ten['params'] == 2048 * 390 + 390
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match='2'):
+        get_flops.main([str(REPO / 'configs' / 'tsm_k400.py'), '--config.model.no_such_key=1'])
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -22,7 +22,7 @@ from action_jax.data.datasets import build_dataset
 from action_jax.data.pipeline import Compose
 from action_jax.data.readers import VideoDecodeError
 from action_jax.label_map import read_label_map
-from action_jax.tools import load_config_arg
+from action_jax.tools import load_config_arg, parse_args
 
 # Shaping and packing only change the layout; the frames before them are what is shown.
 LAYOUT_STEPS = ('FormatShape', 'PackActionInputs', 'Collect', 'ToTensor')
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument('--fps', type=float, default=4.0, help='GIF frame rate')
     parser.add_argument('--label-map', help='class names, one a line')
     parser.add_argument('--seed', type=int, default=0, help='seeds the random augmentation')
-    args = parser.parse_args(argv)
-    config = load_config_arg(args.config)
+    args, overrides = parse_args(parser, argv)
+    config = load_config_arg(args.config, overrides)
     dataset_cfg = config[f'{args.split}_dataloader'].dataset.to_dict()
     if not dataset_cfg:
         raise SystemExit(f'{args.config}: {args.split}_dataloader has no dataset')

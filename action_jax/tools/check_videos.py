@@ -16,7 +16,7 @@ import argparse
 import os
 from typing import Sequence
 
-from action_jax.tools import load_config_arg
+from action_jax.tools import load_config_arg, parse_args
 from action_jax.data.decoding import TRANSFORMS as DECODE_TRANSFORMS
 from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import build_transform
@@ -50,9 +50,9 @@ def _job(args: tuple[int, str, dict, int]) -> tuple[int, str | None]:
     return index, check(path, init, min_frames)
 
 
-def decode_steps(config_file: str) -> tuple[dict, int]:
+def decode_steps(config_file: str, overrides: Sequence[str] = ()) -> tuple[dict, int]:
     """The train pipeline's reader step and the frames one clip spans, from a config file."""
-    config = load_config_arg(config_file)
+    config = load_config_arg(config_file, overrides)
     pipeline = config.train_dataloader.dataset.get('pipeline') or []
     init = next((dict(step) for step in pipeline if step.get('type') in INITS), None)
     if init is None:
@@ -75,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, str]]:
                         help='fewer frames is too short (default: one clip of the config, '
                              'else 1)')
     _common.add_workers_arg(parser)
-    args = parser.parse_args(argv)
+    args, overrides = parse_args(parser, argv)
     if args.config:
-        init, clip_frames = decode_steps(args.config)
+        init, clip_frames = decode_steps(args.config, overrides)
     else:
         init, clip_frames = dict(type=args.decoder or 'VideoInit'), 1
     min_frames = clip_frames if args.min_frames is None else args.min_frames

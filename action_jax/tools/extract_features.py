@@ -35,13 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from action_jax import windows
+from action_jax import tools, windows
 from action_jax.progress import track
 from action_jax.apis import init_recognizer
 from action_jax.data.readers import VideoDecodeError, open_video
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments; `args.config` is the loaded config, main's overrides applied."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='recognizer config file (get_config())')
     parser.add_argument('checkpoint', nargs='?', default='none', type=windows.checkpoint_or_none,
@@ -59,7 +60,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--device', default=None, help="JAX device, e.g. 'cpu' or 'cuda:0'")
     parser.add_argument('--overwrite', action='store_true',
                         help='recompute videos whose csv already exists')
-    args = parser.parse_args(argv)
+    args, overrides = tools.parse_args(parser, argv)
+    args.config = tools.load_config_arg(args.config, overrides)
     for name in ('clip_len', 'stride', 'workers', 'batch_size'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be positive')

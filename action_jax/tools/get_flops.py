@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from action_jax.tools import load_config_arg
+from action_jax.tools import load_config_arg, parse_args
 
 Path = tuple[str, ...]
 CROPS = ('CenterCrop', 'ThreeCrop', 'TenCrop')
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--shape', type=int, nargs='+',
                         help='input size as MMAction2: H | H W | N C H W | N C T H W')
     parser.add_argument('--max-depth', type=int, default=2, help='module levels in the table')
-    args = parser.parse_args(argv)
-    config = load_config_arg(args.config)
+    args, overrides = parse_args(parser, argv)
+    config = load_config_arg(args.config, overrides)
     if config.model.get('type') not in RECOGNIZERS:
         raise SystemExit(f'{args.config}: model type {config.model.get("type")!r}; get_flops '
                          f'counts recognizers ({", ".join(RECOGNIZERS)})')
