@@ -136,6 +136,7 @@ class PyAVReader(VideoReader):
     def __init__(self, source: Source, name: str | None = None):
         self.name = name or _source_name(source)
         self._source = source
+        self.frames_decoded = 0  # frames out of the decoder, for profiling (benchmarks/)
         try:
             with self._open() as container:
                 stream = container.streams.video[0]
@@ -228,6 +229,7 @@ class PyAVReader(VideoReader):
                         if mode != skipping:
                             ctx.skip_frame = skipping = mode
                     for frame in ctx.decode(packet):
+                        self.frames_decoded += 1
                         if by_pts is None:
                             idx, count = count, count + 1
                         else:
