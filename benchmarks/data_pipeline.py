@@ -30,6 +30,7 @@ import tempfile
 import time
 
 import numpy as np
+import psutil
 
 from action_jax import config_path
 from action_jax.config import as_dict
@@ -67,21 +68,50 @@ def make_videos(root: str, n: int, frames: int, gop: int) -> str:
     return ann
 
 
-def clips_per_second(dataset, pipeline, workers: int, batches: int,
-                     batch_size: int = 8) -> float:
-    it = iter(loader.train_dataset(dataset, pipeline, batch_size=batch_size, seed=0,
-                                   num_workers=workers))
-    next(it)  # start-up (worker processes) is not throughput
-    t0 = time.perf_counter()
+def _tree_cpu_seconds() -> float:
+    """CPU time of this process and its live children (the loader's workers)."""
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # a worker that just ended
+            continue
+        total += times.user + times.system
+    return total
+
+
+def timed(it, batches: int, batch_size: int) -> dict[str, float]:
+    """clips/s, and CPU ms per clip of the whole loader (all its processes and threads),
+    over `batches` batches after the start-up ones (worker processes, first videos)."""
+    next(it)
+    next(it)
+    cpu, t0 = _tree_cpu_seconds(), time.perf_counter()
     for _ in range(batches):
         next(it)
-    rate = batches * batch_size / (time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    clips = batches * batch_size
+    return dict(clips_per_sec=clips / wall,
+                cpu_ms_per_clip=(_tree_cpu_seconds() - cpu) / clips * 1e3)
+
+
+def clips_per_second(dataset, pipeline, workers: int, batches: int,
+                     batch_size: int = 8) -> float:
+    """(The entry point of benchmarks/compare_mmaction2.py.)"""
+    return loader_figures(dataset, pipeline, workers, batches, batch_size)['clips_per_sec']
+
+
+def loader_figures(dataset, pipeline, workers: int, batches: int,
+                   batch_size: int = 8) -> dict[str, float]:
+    it = iter(loader.train_dataset(dataset, pipeline, batch_size=batch_size, seed=0,
+                                   num_workers=workers))
+    figures = timed(it, batches, batch_size)
     it.close()
-    return rate
+    return figures
 
 
-def mmaction2_clips_per_second(ann: str, prefix: str, workers: int, batches: int,
-                               batch_size: int = 8) -> float:
+def mmaction2_figures(ann: str, prefix: str, workers: int, batches: int,
+                      batch_size: int = 8) -> dict[str, float]:
     import torch
     from mmaction.registry import DATASETS
     from mmaction.utils import register_all_modules
@@ -93,26 +123,22 @@ def mmaction2_clips_per_second(ann: str, prefix: str, workers: int, batches: int
     it = iter(torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=pseudo_collate,
         sampler=InfiniteSampler(dataset, shuffle=True, seed=0)))
-    next(it)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * batch_size / (time.perf_counter() - t0)
+    return timed(it, batches, batch_size)
 
 
-def measure(side: str, ann: str, prefix: str, workers: int, batches: int) -> float:
-    """One side's clips/s (run in a fresh process by `spawn`)."""
+def measure(side: str, ann: str, prefix: str, workers: int, batches: int) -> dict[str, float]:
+    """One side's figures (run in a fresh process by `spawn`)."""
     if side == 'mmaction2':
-        return mmaction2_clips_per_second(ann, prefix, workers, batches)
+        return mmaction2_figures(ann, prefix, workers, batches)
     from absl import flags
 
     from action_jax.data.datasets import VideoDataset
     flags.FLAGS(['data_pipeline'], known_only=True)  # grain's worker processes read absl flags
     pipeline = shipped_pipeline() if side == 'shipped' else decord_pipeline()
-    return clips_per_second(VideoDataset(ann, data_prefix=prefix), pipeline, workers, batches)
+    return loader_figures(VideoDataset(ann, data_prefix=prefix), pipeline, workers, batches)
 
 
-def spawn(side: str, ann: str, prefix: str, args) -> float:
+def spawn(side: str, ann: str, prefix: str, args) -> dict[str, float]:
     cmd = [sys.executable, __file__, '--side', side, '--ann', ann, '--prefix', prefix,
            '--workers', str(args.workers), '--batches', str(args.batches)]
     env = dict(os.environ)
@@ -122,7 +148,7 @@ def spawn(side: str, ann: str, prefix: str, args) -> float:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f'{side} failed:\n{out.stderr[-3000:]}')
-    return json.loads(out.stdout.strip().splitlines()[-1])['clips_per_sec']
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def mmaction2_available(args) -> bool:
@@ -152,12 +178,14 @@ def decode_profile(ann: str, prefix: str, num_clips: int = 3) -> dict:
     rng = np.random.default_rng(0)
     needed = decoded = 0
     reader_s = plain_s = plain_frames = 0.0
+    # CPU time (one thread, nothing else in this process): steadier than wall time when the
+    # machine is shared.
     for path in paths:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         reader = PyAVReader(path)
         inds = sample(dict(total_frames=len(reader), start_index=0), rng)['frame_inds']
         reader.get_frames(inds)
-        reader_s += time.perf_counter() - t0
+        reader_s += time.process_time() - t0
         decoded += reader.frames_decoded
         unique = np.unique(inds)
         spans = np.zeros(len(reader), bool)
@@ -167,9 +195,9 @@ def decode_profile(ann: str, prefix: str, num_clips: int = 3) -> dict:
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             plain_frames += sum(1 for _ in container.decode(stream))
-            plain_s += time.perf_counter() - t0
+            plain_s += time.process_time() - t0
     n = len(paths) * num_clips
     ms_per_frame = plain_s / plain_frames * 1e3
     return dict(sampled_per_video=num_clips, needed_per_sampled=needed / n,
@@ -200,25 +228,33 @@ def transcoded(root: str, n: int) -> str:
     return dense
 
 
-def run_rounds(ann: str, prefix: str, sides: list[str], args) -> dict[str, list[float]]:
-    rates: dict[str, list[float]] = {side: [] for side in sides}
+def run_rounds(ann: str, prefix: str, sides: list[str], args) -> dict[str, list[dict]]:
+    figures: dict[str, list[dict]] = {side: [] for side in sides}
     loads = []
     for r in range(args.rounds):
         for side in sides:
             loads.append(os.getloadavg()[0])
-            rates[side].append(spawn(side, ann, prefix, args))
-            print(f'  round {r + 1}: {side:10s} {rates[side][-1]:6.1f} clips/s  '
-                  f'(load average {loads[-1]:.1f})', flush=True)
+            f = spawn(side, ann, prefix, args)
+            figures[side].append(f)
+            print(f'  round {r + 1}: {side:10s} {f["clips_per_sec"]:6.1f} clips/s '
+                  f'{f["cpu_ms_per_clip"]:6.1f} CPU ms/clip  (load average {loads[-1]:.1f})',
+                  flush=True)
     print(f'  median of {args.rounds} round(s), load average median '
-          f'{statistics.median(loads):.1f} (max {max(loads):.1f}):')
-    base = statistics.median(rates['mmaction2']) if 'mmaction2' in rates else None
+          f'{statistics.median(loads):.1f} (max {max(loads):.1f}); x MMAction2 > 1: faster, '
+          'per round in brackets:')
     for side in sides:
-        med = statistics.median(rates[side])
-        ratios = (f'  x MMAction2 {med / base:.2f} (per round '
-                  + ', '.join(f'{a / b:.2f}' for a, b in zip(rates[side], rates['mmaction2']))
-                  + ')') if base else ''
-        print(f'  {side:10s} {med:6.1f} clips/s{ratios}', flush=True)
-    return rates
+        line = f'  {side:10s}'
+        for key, unit, better in (('clips_per_sec', 'clips/s', 1), ('cpu_ms_per_clip',
+                                                                     'CPU ms/clip', -1)):
+            ours = [f[key] for f in figures[side]]
+            line += f' {statistics.median(ours):6.1f} {unit}'
+            if 'mmaction2' in figures:
+                ratios = [(a / b) ** better for a, b in
+                          zip(ours, (f[key] for f in figures['mmaction2']))]
+                line += (f' x{statistics.median(ratios):.2f} ('
+                         + ', '.join(f'{x:.2f}' for x in ratios) + ')')
+        print(line, flush=True)
+    return figures
 
 
 def main():
@@ -242,8 +278,7 @@ def main():
     parser.add_argument('--prefix', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        rate = measure(args.side, args.ann, args.prefix, args.workers, args.batches)
-        print(json.dumps(dict(clips_per_sec=rate)))
+        print(json.dumps(measure(args.side, args.ann, args.prefix, args.workers, args.batches)))
         return
     if args.quick:
         args.rounds, args.batches, args.videos = 1, 8, 16
@@ -268,7 +303,8 @@ def main():
                   f'{p["decoded_per_sampled"]:.1f} frames per sampled frame (a decoder that '
                   f'cannot skip: {p["needed_per_sampled"]:.1f}), {p["ms_per_frame"]:.3f} ms per '
                   f'decoded frame; {p["reader_ms_per_video"]:.1f} ms per video (open + '
-                  f'decode + RGB) against {p["ceiling_ms_per_video"]:.1f} ms of decoding alone',
+                  f'decode + RGB) against {p["ceiling_ms_per_video"]:.1f} ms of decoding alone (CPU '
+                  'times)',
                   flush=True)
             print(f'TSN 1x1x3 train pipeline, {videos} videos:', flush=True)
             run_rounds(ann, prefix, sides, args)
