@@ -28,9 +28,10 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from action_jax import config_path, user_errors
-from action_jax.config import as_dict, compute_dtype
+from action_jax.config import FrozenConfig, as_dict, compute_dtype
 from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
+from action_jax.models.compiled import compile_on_call
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
 from action_jax.registry import import_custom_modules
@@ -46,16 +47,6 @@ _FRAME_DECODE = dict(type='RawFrameDecode')
 
 class DownloadError(RuntimeError):
     """A video URL could not be fetched (HTTP error, timeout, body over the size limit)."""
-
-
-class RecognizerConfig(ConfigDict):
-    """The config attached to a model as `model.cfg`.
-
-    nnx keeps plain attributes in the model's static graph definition, which must be
-    hashable; a ConfigDict is not, so this one hashes by identity (equality stays by value).
-    """
-
-    __hash__ = object.__hash__
 
 
 def load_config(config: str | os.PathLike | Mapping) -> ConfigDict:
@@ -96,12 +87,16 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     attached as `model.cfg`.
 
     `checkpoint`: an MMAction2 `.pth`, or an action_jax checkpoint (step directory,
-    `checkpoints/` directory or workdir); None keeps the random initialisation.
+    `checkpoints/` directory or workdir); None keeps the random initialisation. Loaded as
+    `load_from` is: a tensor of another shape (a head for other classes) keeps its
+    initialisation with a warning; names must match unless `config.load_from_strict=False`.
     `device`: where the weights live (a jax.Device or a name such as 'cpu' or 'cuda:0');
     None is JAX's default device.
     `fuse`: fold every BatchNorm into its conv, and on CPU compute 3D convs as 2D ones
     (`models/fuse.py`: same outputs within ~2e-6 relative; I3D 2.8x faster on CPU). The
     fused model is for inference only; `fuse=False` keeps the trainable layout.
+    The model compiles itself (`models/compiled.py`): `model(x)`, `model.predict(batch)` and
+    `model.predict_scores(x)` are jit-compiled on their first call per input shape.
     """
     config = load_config(config)
     model_cfg = as_dict(config.model)
@@ -111,7 +106,7 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     model = build_recognizer(model_cfg, seed=config.get('seed', 0),
                              dtype=compute_dtype(config))
     if checkpoint is not None:
-        load_weights(model, checkpoint)
+        load_weights(model, checkpoint, strict=config.get('load_from_strict', True))
     model.eval()
     device = _resolve_device(device)
     if fuse:
@@ -119,24 +114,8 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
                              else device.platform == 'cpu')
     if device is not None:
         nnx.update(model, jax.device_put(nnx.state(model), device))
-    model.cfg = RecognizerConfig(config)
-    return model
-
-
-def _forward(model: nnx.Module):
-    """The model's jitted uint8 clips -> per-video float32 scores, compiled once per input
-    shape and kept on the model. It runs the model as it was at the first call (eval mode)
-    with the weights it holds at each call."""
-    forward = getattr(model, '_inference_forward', None)
-    if forward is None:
-        graphdef = nnx.graphdef(model)
-
-        def run(state, imgs):
-            return nnx.merge(graphdef, state).predict({'imgs': imgs})
-
-        forward = jax.jit(run)
-        model._inference_forward = forward
-    return forward
+    model.cfg = FrozenConfig(config)
+    return compile_on_call(model)
 
 
 # ------------------------------------------------------------------------ inputs
@@ -289,9 +268,9 @@ def load_clips(model: nnx.Module, video: str | os.PathLike | dict,
 
 def predict_scores(model: nnx.Module, clips: np.ndarray) -> np.ndarray:
     """Per-video class scores [K] for one video's uint8 clips (views averaged when the
-    head's average_clips is None)."""
-    state = nnx.state(model)
-    scores = np.asarray(_forward(model)(state, clips[None]))[0]
+    head's average_clips is None). A model not from init_recognizer is made to compile
+    itself first (`compile_on_call`, in place)."""
+    scores = np.asarray(compile_on_call(model).predict({'imgs': clips[None]}))[0]
     return scores.mean(axis=0) if scores.ndim == 2 else scores
 
 

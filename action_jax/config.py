@@ -7,7 +7,7 @@ by the component that consumes them, which names the offending key too.
 """
 import re
 from collections.abc import Mapping
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax.numpy as jnp
 from ml_collections import ConfigDict
@@ -17,8 +17,78 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def as_dict(section: Mapping) -> dict:
-    """A config section (ConfigDict, FrozenConfigDict or dict) as a plain dict."""
+    """A config section (ConfigDict, FrozenConfig or dict) as a plain dict."""
     return section.to_dict() if hasattr(section, 'to_dict') else dict(section)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenConfig(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, FrozenConfig):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+class FrozenConfig(Mapping):
+    """An immutable config, equal and hashed by value, read like a ConfigDict
+    (`cfg.test_dataloader.dataset`, `cfg['model']`, `cfg.get(...)`, `to_dict()`).
+
+    The config a model carries (`model.cfg`): nnx keeps it in the model's static graph
+    definition, which must be hashable. ml_collections' FrozenConfigDict would do, but it
+    refuses dicts inside lists, which is what every pipeline is.
+    """
+
+    __slots__ = ('_items', '_hash')
+
+    def __init__(self, mapping: Mapping):
+        items = mapping.to_dict() if hasattr(mapping, 'to_dict') else dict(mapping)
+        object.__setattr__(self, '_items', {k: _freeze(v) for k, v in items.items()})
+        object.__setattr__(self, '_hash', None)
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __getattr__(self, key):
+        try:
+            return self._items[key]
+        except KeyError:
+            raise AttributeError(f'the config has no key {key!r}') from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f'{type(self).__name__} is immutable; change a copy: '
+                             'ConfigDict(cfg.to_dict())')
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            object.__setattr__(self, '_hash', hash(tuple(sorted(self._items.items(),
+                                                               key=lambda kv: str(kv[0])))))
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, FrozenConfig) and self._items == other._items
+
+    def __reduce__(self):  # copy/pickle rebuild it rather than set its slots
+        return FrozenConfig, (self.to_dict(),)
+
+    def to_dict(self) -> dict:
+        return {k: _thaw(v) for k, v in self._items.items()}
+
+    def __repr__(self) -> str:
+        return f'FrozenConfig({self.to_dict()!r})'
 
 
 def compute_dtype(config: Mapping):
@@ -91,6 +161,11 @@ def default_config() -> ConfigDict:
     c.deterministic = False      # XLA deterministic ops (slower on GPU)
     c.compute_dtype = 'float32'  # or 'bfloat16': activations and matmuls; params stay float32
     c.load_from = placeholder(str)    # weights only; training starts at step 0
+    # load_from (and init_recognizer's checkpoint): tensors whose shape differs from the model's
+    # (the head, after num_classes changed) keep their initialisation, named in a warning.
+    # True: a name in the model or the checkpoint but not both is an error (a wrong config or
+    # file); False loads what matches and warns.
+    c.load_from_strict = True
     c.resume_from = placeholder(str)  # weights + optimizer + step + data iterator
     c.checkpoint = placeholder(str)   # --mode test: the checkpoint to evaluate
     # The test's per-video results (--mode test, and the test after training): recognizers'

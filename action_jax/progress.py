@@ -7,8 +7,9 @@ multi-host job stay quiet.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -28,6 +29,21 @@ def enabled() -> bool:
     return sys.stdout.isatty() and sys.stderr.isatty() and _process_index() == 0
 
 
+@contextlib.contextmanager
+def bar(description: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+    """A bar advanced by hand, for work that reports through callbacks:
+    ``with bar('Packing', total=n) as advance: ... advance()``."""
+    if not enabled():
+        yield lambda: None
+        return
+    progress = Progress(TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn('ETA'), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=False)
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
+
+
 def track(iterable: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Yield the items of ``iterable`` while showing a bar (when :func:`enabled`).
 
@@ -35,14 +51,7 @@ def track(iterable: Iterable[T], description: str, total: int | None = None) -> 
     """
     if total is None and hasattr(iterable, '__len__'):
         total = len(iterable)
-    if not enabled():
-        yield from iterable
-        return
-    progress = Progress(TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn('ETA'), TimeRemainingColumn(),
-                        console=Console(stderr=True), transient=False)
-    with progress:
-        task = progress.add_task(description, total=total)
+    with bar(description, total) as advance:
         for item in iterable:
             yield item
-            progress.advance(task)
+            advance()

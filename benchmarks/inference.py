@@ -5,6 +5,11 @@
     python benchmarks/inference.py --models tsn --variants plain fused \
         --flags default onednn ynn_conv --rounds 3 --iters 5
     python benchmarks/inference.py --list-flags          # the XLA flag sets below
+    python benchmarks/inference.py --quick               # fused JAX, onnxruntime, torch
+    PYTHONPATH=.mmaction2 python benchmarks/inference.py  # against MMAction2 itself
+
+    from inference import measure, print_table          # from another benchmark script
+    print_table(measure(['tsn', 'tsm'], iters=3, rounds=1))
 
 JAX variants (all jit-compiled `predict` in eval mode):
   plain       float32, conv -> BatchNorm as trained
@@ -13,6 +18,10 @@ JAX variants (all jit-compiled `predict` in eval mode):
               (1,k,k)/(k,1,1) 3D convs run as 2D convs (same as fold_only for TSN/TSM)
   bf16        bfloat16 compute (float32 parameters), BatchNorm kept
   fused_bf16  both
+  fused_dot1x1 fused, and the 1x1 convolutions computed as matmuls (train_step.py's
+              conv_1x1_as_dot)
+  onnxruntime the fused model exported to ONNX (action_jax.export.cache: exported once,
+              then reused from ~/.cache/action_jax/onnx) on onnxruntime's CPU provider
 Each XLA flag set (`--flags`, see FLAG_SETS) runs in its own process, since XLA reads
 XLA_FLAGS once. The PyTorch reference is MMAction2's model where `mmaction` is importable,
 otherwise a minimal torch.nn mirror of the same network built here (ConvModule, Bottleneck,
@@ -41,7 +50,9 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = {'tsn': 'configs/tsn_k400.py', 'tsm': 'configs/tsm_k400.py',
            'i3d': 'configs/i3d_k400.py'}
-VARIANTS = ('plain', 'fold_only', 'fused', 'bf16', 'fused_bf16')
+VARIANTS = ('plain', 'fold_only', 'fused', 'bf16', 'fused_bf16', 'fused_dot1x1', 'onnxruntime')
+# What init_recognizer can run on CPU: the fused model jitted, or exported to onnxruntime.
+QUICK_VARIANTS = ('fused', 'onnxruntime')
 
 # XLA:CPU flags of jaxlib 0.10.2 worth trying (`XLA_FLAGS=--help python -c 'import jax;
 # jax.numpy.zeros(1)'` lists them all). The library fusion lists take dot, eltwise, reduce,
@@ -69,14 +80,18 @@ FLAG_SETS = {
 
 # --------------------------------------------------------------------------- models
 
-def model_cfg(name: str, frames: int) -> dict:
-    """The K400 config's model dict (`configs/<name>_k400.py`), for `frames` per clip."""
-    from action_jax.config import as_dict
+def config_module(name: str):
+    """`configs/<name>_k400.py` as a module (its pipelines are module-level lists)."""
     spec = importlib.util.spec_from_file_location(f'{name}_k400', REPO / CONFIGS[name])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cfg = module.get_config().model
-    cfg = as_dict(cfg)
+    return module
+
+
+def model_cfg(name: str, frames: int) -> dict:
+    """The K400 config's model dict (`configs/<name>_k400.py`), for `frames` per clip."""
+    from action_jax.config import as_dict
+    cfg = as_dict(config_module(name).get_config().model)
     if name == 'tsm':
         cfg['backbone'] = dict(cfg['backbone'], num_segments=frames)
         cfg['cls_head'] = dict(cfg['cls_head'], num_segments=frames)
@@ -137,7 +152,6 @@ def pin_threads(threads: int) -> None:
 
 
 def jax_worker(args) -> dict:
-    import jax
     import jax.numpy as jnp
     import numpy as np
     from flax import nnx
@@ -157,27 +171,53 @@ def jax_worker(args) -> dict:
                 model = plain
             if variant == 'fold_only':
                 model = fuse_conv_bn(model, conv3d_as_2d=False)
-            elif variant.startswith('fused'):
+            elif variant.startswith('fused') or variant == 'onnxruntime':
                 model = fuse_conv_bn(model)
-            graphdef, state = nnx.split(model)
-
-            def forward(state, x, graphdef=graphdef):
-                m = nnx.merge(graphdef, state)
-                scores = m(x)
-                return scores, m.cls_head.predict_by_feat(scores, x.shape[0])
-
-            fn = jax.jit(forward)
+            if variant.endswith('dot1x1'):
+                from train_step import convs_1x1_as_dots
+                convs_1x1_as_dots(model)
             start = time.perf_counter()
-            scores, _ = jax.block_until_ready(fn(state, x))
-            compile_s = time.perf_counter() - start
+            call = (onnxruntime_call(model, x) if variant == 'onnxruntime'
+                    else jitted_call(model, x))
+            scores = call()
             results[f'{name}/{variant}'] = dict(
-                compile_s=compile_s, times=[], cpu_times=[],
+                compile_s=time.perf_counter() - start, times=[], cpu_times=[],
                 scores=np.asarray(scores, np.float32).ravel().tolist())
-            runs.append((f'{name}/{variant}', fn, state, x))
+            runs.append((f'{name}/{variant}', call))
     for _ in range(args.iters):
-        for key, fn, state, x in runs:
-            timed(results[key], lambda: jax.block_until_ready(fn(state, x)))
+        for key, call in runs:
+            timed(results[key], call)
     return results
+
+
+def jitted_call(model, x):
+    """() -> the class scores of the jit-compiled model on x."""
+    import jax
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def forward(state, x):
+        m = nnx.merge(graphdef, state)
+        scores = m(x)
+        return scores, m.cls_head.predict_by_feat(scores, x.shape[0])
+
+    return lambda: jax.block_until_ready(forward(state, x))[0]
+
+
+def onnxruntime_call(model, x):
+    """() -> the class scores of the model exported to ONNX (action_jax.export.cache: the
+    first run exports, later ones reuse the file) on onnxruntime's CPU provider."""
+    import numpy as np
+
+    from action_jax.export.cache import cached_onnx
+    from action_jax.export.runtime import OnnxModel
+
+    model.cls_head.average_clips = 'score'  # the raw scores, as jitted_call compares them
+    runner = OnnxModel(cached_onnx(model, x.shape[1:-1]), providers=['CPUExecutionProvider'])
+    x = np.asarray(x)
+    return lambda: runner(x)
 
 
 # --------------------------------------------------------------------------- torch worker
@@ -385,7 +425,7 @@ def max_rel(a, b) -> float:
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=['tsn', 'tsm', 'i3d'],
                         choices=list(CONFIGS))
@@ -398,6 +438,9 @@ def main(argv=None):
     parser.add_argument('--frames', type=int, default=8, help='TSN/TSM frames per clip')
     parser.add_argument('--i3d-frames', type=int, default=32)
     parser.add_argument('--small', action='store_true', help='64 px, 4 frames, I3D 8 frames')
+    parser.add_argument('--quick', action='store_true',
+                        help=f'variants {" ".join(QUICK_VARIANTS)} and torch, 1 round of 3 '
+                             'calls (a few minutes at full size)')
     parser.add_argument('--iters', type=int, default=5, help='timed calls per round')
     parser.add_argument('--rounds', type=int, default=2, help='processes per flag set')
     parser.add_argument('--no-torch', action='store_true')
@@ -407,9 +450,91 @@ def main(argv=None):
     parser.add_argument('--json', help='write all measurements here')
     parser.add_argument('--list-flags', action='store_true')
     parser.add_argument('--worker', choices=['jax', 'torch'], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure(models=('tsn', 'tsm', 'i3d'), variants=QUICK_VARIANTS, flags=('default',), *,
+            torch: bool = True, **options) -> list[dict]:
+    """Measures the variants under each XLA flag set, and PyTorch (MMAction2 where
+    importable), interleaved; returns one row per (model, flag set, variant):
+    {model, flags, variant, impl, median_s, min_s, cpu_s, clips_per_s, compile_s, times,
+    cpu_times, scores, load}. `options`: the command line's other settings by their dest
+    names (batch, size, frames, i3d_frames, iters, rounds, threads, seed)."""
+    argv = ['--models', *models, '--variants', *variants, '--flags', *flags]
+    args = build_parser().parse_args(argv + ([] if torch else ['--no-torch']))
+    for key, value in options.items():
+        if not hasattr(args, key):
+            raise TypeError(f'measure() got an unknown option {key!r}')
+        setattr(args, key, value)
+    return _measure(args)
+
+
+def _measure(args) -> list[dict]:
+    flag_sets = {f: (FLAG_SETS[f] if f in FLAG_SETS else f) for f in args.flags}
+    jobs = [('jax', name, flags) for name, flags in flag_sets.items()]
+    if not args.no_torch:
+        jobs.append(('torch', 'torch', ''))
+    collected: dict[tuple[str, str], dict] = {}
+    for r in range(args.rounds):
+        for kind, label, flags in jobs:
+            load = os.getloadavg()[0]
+            for key, res in spawn(args, kind, flags).items():
+                entry = collected.setdefault((label, key),
+                                             dict(res, times=[], cpu_times=[], load=[]))
+                entry['times'] += res['times']
+                entry['cpu_times'] += res['cpu_times']
+                entry['load'].append(load)
+            print(f'  round {r + 1}: {label} done (load {load:.1f})', file=sys.stderr,
+                  flush=True)
+    rows = []
+    for (label, key), res in collected.items():
+        name, variant = key.split('/')
+        median = statistics.median(res['times'])
+        rows.append(dict(model=name, flags=label, variant=variant, impl=res.get('impl', 'jax'),
+                         median_s=median, min_s=min(res['times']),
+                         cpu_s=statistics.median(res['cpu_times']),
+                         clips_per_s=args.batch / median, compile_s=res['compile_s'],
+                         times=res['times'], cpu_times=res['cpu_times'],
+                         scores=res['scores'], load=res['load']))
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    """The rows by model: wall and CPU time per call, speed-ups over PyTorch and over the
+    model's first JAX row, score error against that row."""
+    loads = [load for r in rows for load in r['load']]
+    print(f'\nload average during the runs: median {statistics.median(loads):.1f}, '
+          f'max {max(loads):.1f}; per row {len(rows[0]["times"])} calls')
+    print('wall: median (min) seconds per call; cpu: median process CPU seconds per call; '
+          'x torch, x first: speed-ups by median wall [by cpu] over torch and over the '
+          "model's first JAX row; err: max|scores - first row| / max|first row|")
+    print(f'{"model":5} {"flags":16} {"variant":11} {"wall s":>13} {"clips/s":>7} '
+          f'{"cpu s":>6} {"x torch":>11} {"x first":>11} {"compile":>7} {"err":>7}')
+
+    def ratio(ref, r):
+        if ref is None:
+            return f'{"-":>11}'
+        return f'{ref["median_s"] / r["median_s"]:4.2f} [{ref["cpu_s"] / r["cpu_s"]:4.2f}]'
+
+    for name in dict.fromkeys(r['model'] for r in rows):
+        mine = [r for r in rows if r['model'] == name]
+        base = next((r for r in mine if r['variant'] != 'torch'), None)
+        torch_row = next((r for r in mine if r['variant'] == 'torch'), None)
+        for r in mine:
+            err = f'{max_rel(r["scores"], base["scores"]):7.1e}' if base else f'{"-":>7}'
+            label = r['flags'] if r['variant'] != 'torch' else r['impl']
+            print(f'{name:5} {label:16} {r["variant"]:11} '
+                  f'{r["median_s"]:6.3f} ({r["min_s"]:.3f}) {r["clips_per_s"]:7.2f} '
+                  f'{r["cpu_s"]:6.2f} {ratio(torch_row, r)} {ratio(base, r)} '
+                  f'{r["compile_s"]:7.1f} {err}')
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.small:
         args.size, args.frames, args.i3d_frames = 64, 4, 8
+    if args.quick:
+        args.variants, args.rounds, args.iters = list(QUICK_VARIANTS), 1, 3
     if args.list_flags:
         for name, flags in FLAG_SETS.items():
             print(f'{name:12} {flags}')
@@ -422,69 +547,29 @@ def main(argv=None):
 
     import jax
     cpus = args.threads or len(os.sched_getaffinity(0))
-    print(f'JAX {jax.__version__}, {cpus} CPU(s), load {os.getloadavg()[0]:.1f}; batch'
-          f' {args.batch}, {args.size} px, TSN/TSM {args.frames} frames, '
-          f'I3D {args.i3d_frames} frames; {args.rounds} rounds x {args.iters} calls',
-          flush=True)
-    flag_sets = {f: (FLAG_SETS[f] if f in FLAG_SETS else f) for f in args.flags}
-    jobs = [('jax', name, flags) for name, flags in flag_sets.items()]
-    if not args.no_torch:
-        jobs.append(('torch', 'torch', ''))
-    collected: dict[tuple[str, str], dict] = {}
-    loads = []
-    for r in range(args.rounds):
-        for kind, label, flags in jobs:
-            loads.append(os.getloadavg()[0])
-            for key, res in spawn(args, kind, flags).items():
-                entry = collected.setdefault((label, key), dict(res, times=[], cpu_times=[]))
-                entry['times'] += res['times']
-                entry['cpu_times'] += res['cpu_times']
-            print(f'  round {r + 1}: {label} done (load {loads[-1]:.1f})', file=sys.stderr,
-                  flush=True)
-
-    rows = []
-    for (label, key), res in collected.items():
-        name, variant = key.split('/')
-        median = statistics.median(res['times'])
-        rows.append(dict(model=name, flags=label, variant=variant, impl=res.get('impl', 'jax'),
-                         median_s=median, min_s=min(res['times']),
-                         cpu_s=statistics.median(res['cpu_times']),
-                         clips_per_s=args.batch / median, compile_s=res['compile_s'],
-                         times=res['times'], cpu_times=res['cpu_times'],
-                         scores=res['scores']))
-    print(f'\nload average during the runs: median {statistics.median(loads):.1f}, '
-          f'max {max(loads):.1f}; per row {len(rows[0]["times"])} calls')
-    print('wall: median (min) seconds per call; cpu: median process CPU seconds per call; '
-          'x torch, x plain: speed-ups by median wall [by cpu]; err: max|scores - plain '
-          'float32| / max|plain|')
-    print(f'{"model":5} {"flags":16} {"variant":10} {"wall s":>13} {"clips/s":>7} '
-          f'{"cpu s":>6} {"x torch":>11} {"x plain":>11} {"compile":>7} {"err":>7}')
-
-    def ratio(ref, r):
-        if ref is None:
-            return f'{"-":>11}'
-        return f'{ref["median_s"] / r["median_s"]:4.2f} [{ref["cpu_s"] / r["cpu_s"]:4.2f}]'
-
-    for name in args.models:
-        base = next((r for r in rows if r['model'] == name and r['variant'] == 'plain'
-                     and r['flags'] == next(iter(flag_sets))), None)
-        torch_row = next((r for r in rows if r['model'] == name and r['variant'] == 'torch'),
-                         None)
-        for r in rows:
-            if r['model'] != name:
-                continue
-            err = f'{max_rel(r["scores"], base["scores"]):7.1e}' if base else f'{"-":>7}'
-            label = r['flags'] if r['variant'] != 'torch' else r['impl']
-            print(f'{name:5} {label:16} {r["variant"]:10} '
-                  f'{r["median_s"]:6.3f} ({r["min_s"]:.3f}) {r["clips_per_s"]:7.2f} '
-                  f'{r["cpu_s"]:6.2f} {ratio(torch_row, r)} {ratio(base, r)} '
-                  f'{r["compile_s"]:7.1f} {err}')
+    print(f'JAX {jax.__version__}, {cpus} CPU(s) ({cpu_model()}), load '
+          f'{os.getloadavg()[0]:.1f}; batch {args.batch}, {args.size} px, TSN/TSM '
+          f'{args.frames} frames, I3D {args.i3d_frames} frames; {args.rounds} rounds x '
+          f'{args.iters} calls', flush=True)
+    rows = _measure(args)
+    print_table(rows)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(
-            dict(args=vars(args), flag_sets=flag_sets, loads=loads,
-                 rows=[{k: v for k, v in r.items() if k != 'scores'} for r in rows]),
-            indent=1))
+            dict(args=vars(args), rows=[{k: v for k, v in r.items() if k != 'scores'}
+                                        for r in rows]), indent=1))
     return rows
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's processor string."""
+    import platform
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or 'unknown CPU'
+
 
 if __name__ == '__main__':
     main()

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from action_jax import demo
-from action_jax.apis import (DownloadError, RecognizerConfig, adapt_pipeline, frame_count,
+from action_jax.apis import (DownloadError, adapt_pipeline, frame_count,
                              inference_recognizer, init_recognizer, load_config)
+from action_jax.config import FrozenConfig
 from action_jax.data.readers import VideoDecodeError
 from action_jax.data.pipeline import Compose
 from action_jax.label_map import load_k400_labels, read_label_map
@@ -62,7 +63,9 @@ def assert_same_top5(result, expected):
 
 
 def test_init_recognizer_loads_the_checkpoint(model):
-    assert isinstance(model.cfg, RecognizerConfig)
+    assert isinstance(model.cfg, FrozenConfig)
+    with pytest.raises(AttributeError, match='immutable'):
+        model.cfg.seed = 1
     assert model.cfg.test_dataloader.dataset.pipeline[0]['type'] == 'DecordInit'
     assert model.cls_head.dropout.deterministic  # eval mode
     assert {d.platform for d in model.cls_head.fc_cls.kernel[...].devices()} == {'cpu'}

@@ -1,5 +1,6 @@
 """Every shipped config loads, its model builds, and the K400 recipes have MMAction2's sizes."""
 import importlib.util
+import json
 import pathlib
 
 import jax
@@ -45,3 +46,25 @@ def test_schema_is_locked():
     config = default_config()
     with pytest.raises(AttributeError, match='max_epoch'):
         config.train_cfg.max_epoch = 3
+
+
+def test_frozen_config_is_immutable_and_hashed_by_value():
+    import copy
+    import pickle
+
+    from action_jax.config import FrozenConfig
+    from action_jax.config_path import load
+    config = load('configs/tsn_synthetic.py')
+    frozen, again = FrozenConfig(config), FrozenConfig(config)
+    # Pipelines (dicts inside lists) are kept, read like the ConfigDict.
+    assert frozen.test_dataloader.dataset.pipeline[0]['type'] == \
+        config.test_dataloader.dataset.pipeline[0]['type']
+    assert frozen == again and hash(frozen) == hash(again)
+    # Every value survives (tuples come back as lists, as in JSON).
+    assert json.loads(json.dumps(frozen.to_dict())) == json.loads(config.to_json())
+    assert copy.deepcopy(frozen) == frozen and pickle.loads(pickle.dumps(frozen)) == frozen
+    with pytest.raises(AttributeError, match='immutable'):
+        frozen.seed = 1
+    changed = config.copy_and_resolve_references()
+    changed.seed = config.seed + 1
+    assert FrozenConfig(changed) != frozen

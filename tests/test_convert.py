@@ -69,9 +69,6 @@ def test_strict_errors_name_the_keys(fixtures_dir):
     extra = {'cls_head.fc_extra.weight': np.zeros((3, 3), np.float32)}
     with pytest.raises(CheckpointError, match=r'unexpected keys.*cls_head\.fc_extra\.weight'):
         apply_state_dict(model, dict(state, **extra))
-    wrong = dict(state, **{'cls_head.fc_cls.weight': np.zeros((11, 128), np.float32)})
-    with pytest.raises(CheckpointError, match=r'size mismatch: cls_head\.fc_cls\.weight'):
-        apply_state_dict(model, wrong, strict=False)
 
     fc_before = np.array(model.cls_head.fc_cls.bias[...])
     missing, unexpected = apply_state_dict(model, dict(incomplete, **extra), strict=False)

@@ -3,6 +3,9 @@
     state_dict = load_mmaction2_checkpoint('tsn_r50.pth')
     apply_state_dict(model, state_dict)          # strict: every key and parameter must match
 
+A tensor whose shape differs from the model's (a new head) is skipped with a warning
+(models/io.py `check_fit`, the policy of every weight source).
+
 Key `a.b.0.c.weight` goes to the NNX path ('a', 'b', 0, 'c', name): conv weights
 (O, I, *kernel) become kernels (*kernel, I, O), Linear weights are transposed, BatchNorm
 weight/bias/running_mean/running_var become scale/bias/mean/var, `num_batches_tracked` is
@@ -18,6 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+# CheckpointError is imported from here by the converters and their users.
+from action_jax.models.io import CheckpointError, check_fit
+
 _LEAF_NAMES = {
     'weight': ('kernel', 'scale'),
     'bias': ('bias',),
@@ -25,10 +31,6 @@ _LEAF_NAMES = {
     'running_var': ('var',),
 }
 _SKIPPED_LEAVES = ('num_batches_tracked',)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read safely, or does not fit the model."""
 
 
 def load_mmaction2_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -90,14 +92,16 @@ def _target_path(key: str, variables: Mapping[tuple, nnx.Variable]) -> tuple | N
 
 
 def apply_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray],
-                     strict: bool = True) -> tuple[list[str], list[str]]:
-    """Copy `state_dict` (PyTorch names and layouts) into `model` in place.
+                     strict: bool = True, source: str = 'state_dict'
+                     ) -> tuple[list[str], list[str]]:
+    """Copy `state_dict` (PyTorch names and layouts) into `model` in place, by check_fit's
+    policy: with `strict` a missing or unexpected key raises CheckpointError naming them; a
+    tensor of another shape than the model's is skipped and named in a warning.
 
-    Returns (missing model paths, unexpected keys). With `strict`, either being non-empty
-    raises CheckpointError listing them; a shape mismatch always raises, naming the key.
+    Returns (missing model paths, unexpected keys).
     """
     variables = _variables(model)
-    updates, unexpected, mismatched = {}, [], []
+    updates, unexpected, mismatched = {}, [], {}
     for key, value in state_dict.items():
         if key.rsplit('.', 1)[-1] in _SKIPPED_LEAVES:
             continue
@@ -110,18 +114,13 @@ def apply_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray],
         if path[-1] == 'kernel':
             value = torch_to_nnx_layout(value)
         if value.shape != target.shape:
-            mismatched.append(f'{key}: checkpoint {value.shape} (as laid out for Flax) vs '
-                              f'model {"/".join(map(str, path))} {target.shape}')
-        updates[path] = value
-    missing = ['/'.join(map(str, p)) for p in variables if p not in updates]
-    problems = [f'size mismatch: {m}' for m in mismatched]
-    if strict and missing:
-        problems.append(f'missing keys (model variables not in the checkpoint): {missing}')
-    if strict and unexpected:
-        problems.append(f'unexpected keys (checkpoint entries the model lacks): {unexpected}')
-    if problems:
-        raise CheckpointError('cannot load state_dict:\n  ' + '\n  '.join(problems))
+            mismatched[key] = (value.shape, target.shape)
+        else:
+            updates[path] = value
+    loaded = set(updates) | {_target_path(key, variables) for key in mismatched}
+    missing = ['/'.join(map(str, p)) for p in variables if p not in loaded]
+    check_fit(source, missing=missing, unexpected=unexpected, mismatched=mismatched,
+              strict=strict)
     for path, value in updates.items():
         variables[path].set_value(jnp.asarray(value, dtype=variables[path].dtype))
     return missing, unexpected
-

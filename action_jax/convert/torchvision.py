@@ -7,17 +7,15 @@ divided by the temporal kernel size, so a clip of identical frames gives the 2D 
 `fc.*` (the ImageNet classifier) and `num_batches_tracked` have no counterpart.
 """
 import dataclasses
-import logging
 import os
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from action_jax.convert.mmaction2 import CheckpointError, load_mmaction2_checkpoint
+from action_jax.convert.mmaction2 import load_mmaction2_checkpoint
+from action_jax.models.io import check_fit
 from action_jax.models.layers import ConvModule
-
-logger = logging.getLogger(__name__)
 
 _BN_NAMES = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'running_var': 'var'}
 
@@ -81,26 +79,22 @@ def init_backbone_from_torchvision(backbone: nnx.Module, path: str | os.PathLike
     """Copy a torchvision ResNet checkpoint into `backbone` (ResNet or ResNet3d), in place.
 
     The file is read with `torch.load(weights_only=True)` (a `state_dict` entry is unwrapped).
-    Anything that did not load is logged by name, as MMAction2 does; with `strict`, a
-    CheckpointError is raised instead and the backbone is left unchanged.
+    Anything that did not load is logged by name, as MMAction2 does (models/io.py
+    `check_fit`); with `strict`, a missing or unexpected key is a CheckpointError instead and
+    the backbone is left unchanged.
     """
     state_dict = load_mmaction2_checkpoint(path)
     targets = list(_targets(backbone, state_dict))
-    loaded = [key for key, _, value in targets if value is not None]
+    mismatched = {key: (state_dict[key].shape, variable.shape)
+                  for key, variable, value in targets if key in state_dict and value is None}
     report = LoadReport(
-        loaded=tuple(loaded),
+        loaded=tuple(key for key, _, value in targets if value is not None),
         missing=tuple(key for key, _, _ in targets if key not in state_dict),
         unexpected=tuple(sorted(key for key in set(state_dict) - {k for k, _, _ in targets}
                                 if not _ignored(key))),
-        mismatched=tuple(key for key, _, value in targets
-                         if key in state_dict and value is None))
-    problems = {field: names for field, names in dataclasses.asdict(report).items()
-                if field != 'loaded' and names}
-    if strict and problems:
-        raise CheckpointError(f'torchvision checkpoint {path} does not fit the backbone: '
-                              f'{problems}')
-    for field, names in problems.items():
-        logger.warning('torchvision checkpoint %s: %s keys: %s', path, field, ', '.join(names))
+        mismatched=tuple(mismatched))
+    check_fit(os.fspath(path), missing=report.missing, unexpected=report.unexpected,
+              mismatched=mismatched, strict=strict)
     for _, variable, value in targets:
         if value is not None:
             variable[...] = jnp.asarray(value, variable.dtype)

@@ -245,7 +245,8 @@ class RawframeDataset(_ListFileDataset):
 
 # The whole registry (action_jax/registry.py); LAZY_DATASETS are imported on first use.
 DATASETS = {'VideoDataset': VideoDataset, 'RawframeDataset': RawframeDataset}
-LAZY_DATASETS = {'ActivityNetDataset': 'action_jax.localization.data'}
+LAZY_DATASETS = {'ActivityNetDataset': 'action_jax.localization.data',
+                 'PackedDataset': 'action_jax.data.packed'}
 
 
 def build_dataset(cfg: Mapping[str, Any]):

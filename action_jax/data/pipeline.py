@@ -8,10 +8,12 @@ from action_jax.registry import lookup
 
 # The whole registry (action_jax/registry.py): the names used in configs -> classes.
 TRANSFORMS: dict[str, Callable[..., Any]] = {**transforms.TRANSFORMS, **decoding.TRANSFORMS}
-# The localizers' transforms, imported on first use.
-LAZY_TRANSFORMS = dict.fromkeys(('LoadLocalizationFeature', 'GenerateLocalizationLabels',
-                                 'LoadProposals', 'PackLocalizationInputs'),
-                                'action_jax.localization.data')
+# The localizers' and the packed data's transforms, imported on first use.
+LAZY_TRANSFORMS = {
+    **dict.fromkeys(('LoadLocalizationFeature', 'GenerateLocalizationLabels', 'LoadProposals',
+                     'PackLocalizationInputs'), 'action_jax.localization.data'),
+    **dict.fromkeys(('PackedInit', 'PackedDecode'), 'action_jax.data.packed'),
+}
 
 
 def build_transform(cfg: Mapping[str, Any]):

@@ -9,6 +9,7 @@ import numpy as np
 from flax import nnx
 
 from action_jax.export.signature import output_names, pure_predict, sample_shape
+from action_jax.progress import track
 
 RELATIVE_TOLERANCE = 1e-4
 
@@ -50,7 +51,7 @@ def verify_outputs(run: Callable[[np.ndarray], Any], model: nnx.Module,
     names = output_names(model)
     rng = np.random.default_rng(seed)
     worst = dict.fromkeys(names, 0.0)
-    for batch in batch_sizes:
+    for batch in track(batch_sizes, 'Verifying the export'):
         x = rng.standard_normal((batch, *sample_shape(model, input_shape)), dtype=np.float32)
         for name, out, ref in zip(names, as_outputs(run(x), names), predict(weights, x)):
             error = max_relative_error(out, ref)

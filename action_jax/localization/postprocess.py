@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from action_jax.localization import proposals as io
+from action_jax.progress import track
 
 
 def temporal_iou(proposal_min, proposal_max, gt_min, gt_max) -> np.ndarray:
@@ -249,7 +250,7 @@ def generate_pgm(ann_file: str | os.PathLike, tem_results_dir: str | os.PathLike
     features_cfg = {k: v for k, v in features_cfg.items() if not k.endswith('_thread')}
     with open(ann_file) as f:
         database = json.load(f)
-    for video_name, video_info in database.items():
+    for video_name, video_info in track(database.items(), 'Proposals (PGM)'):
         tem_result = io.load_tem_result(tem_results_dir, video_name)
         proposals = generate_candidate_proposals(tem_result, video_info, **proposals_cfg)
         io.dump_pgm_proposals(pgm_proposals_dir, video_name, proposals)

@@ -1,10 +1,16 @@
 """Building a model (recognizer or localizer) from its config, and filling it with weights:
 the backbone's `pretrained` file, an MMAction2 `.pth` or an action_jax (orbax) checkpoint.
 
+Every source is loaded by the same policy (:func:`check_fit`), MMAction2's non-strict
+`load_checkpoint` with names checked: a tensor whose shape differs from the model's (the new
+head after `num_classes` changed) keeps its initialisation and is named in one warning;
+missing or unexpected names are an error unless `strict=False` (`load_from_strict`).
+
 Weight converters (action_jax.convert, torch) are imported only when a `.pth` is read.
 """
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -15,6 +21,40 @@ from flax import nnx
 
 from action_jax.config import as_dict
 from action_jax.models.builder import build_model
+from action_jax.user_errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be read safely, or does not fit the model (a one-line error
+    in the CLIs)."""
+
+
+def check_fit(source: str, *, missing: Sequence[str], unexpected: Sequence[str],
+              mismatched: Mapping[str, tuple[tuple, tuple]], strict: bool = True) -> None:
+    """The loading policy of every weight source, applied before anything is copied.
+
+    `missing`: model variables the checkpoint lacks; `unexpected`: checkpoint entries the
+    model lacks; `mismatched`: {name: (checkpoint shape, model shape)} of the tensors the
+    caller will skip. With `strict`, a missing or unexpected name is a CheckpointError naming
+    them (a wrong config or file); otherwise a warning. Skipped tensors are one warning: they
+    keep the model's initialisation, as in MMAction2 when finetuning to new classes.
+    """
+    names = [f'missing keys (model variables not in the checkpoint): {", ".join(missing)}'
+             ] if missing else []
+    if unexpected:
+        names.append(f'unexpected keys (checkpoint entries the model lacks): '
+                     f'{", ".join(unexpected)}')
+    if names and strict:
+        raise CheckpointError(f'{source} does not fit the model: ' + '; '.join(names))
+    for line in names:
+        logger.warning('%s: %s', source, line)
+    if mismatched:
+        logger.warning('%s: %d tensors whose shape differs from the model\'s keep their '
+                       'initialisation: %s', source, len(mismatched),
+                       '; '.join(f'{name} {ckpt} vs model {model}'
+                                 for name, (ckpt, model) in mismatched.items()))
 
 
 def build_recognizer(model_cfg: Mapping[str, Any], *, seed: int = 0, dtype=jnp.float32):
@@ -34,7 +74,7 @@ def load_pretrained(backbone: nnx.Module) -> None:
     not fit are logged, as MMAction2 does. `pretrained2d=False`: an MMAction2 checkpoint of
     this backbone (its own keys, or a recognizer's `backbone.*` ones), loaded strictly: a
     missing or unexpected key is an error, since training would silently start from random
-    weights otherwise.
+    weights otherwise (a tensor of another shape is skipped with a warning, as everywhere).
     """
     path = backbone.pretrained
     if getattr(backbone, 'pretrained2d', True):
@@ -46,11 +86,13 @@ def load_pretrained(backbone: nnx.Module) -> None:
     if any(key.startswith('backbone.') for key in state_dict):
         state_dict = {key.removeprefix('backbone.'): value for key, value in state_dict.items()
                       if key.startswith('backbone.')}
-    apply_state_dict(backbone, state_dict, strict=True)
+    apply_state_dict(backbone, state_dict, strict=True, source=path)
 
 
-def load_weights(model, path: str) -> None:
-    """Loads model weights in place from an MMAction2 `.pth` or an action_jax checkpoint."""
+def load_weights(model, path: str, strict: bool = True) -> None:
+    """Loads model weights in place from an MMAction2 `.pth` or an action_jax checkpoint, by
+    :func:`check_fit`'s policy (`strict`: names must match; shapes that differ are skipped).
+    A localizer's `.pth` is always loaded strictly (convert/localizers.py)."""
     kind, location = resolve(path)
     if kind == 'pth':
         from action_jax.convert import localizers, mmaction2
@@ -59,22 +101,41 @@ def load_weights(model, path: str) -> None:
         if isinstance(model, tuple(LOCALIZERS.values())):
             localizers.apply_localizer_state_dict(model, state_dict)
         else:
-            mmaction2.apply_state_dict(model, state_dict, strict=True)
+            mmaction2.apply_state_dict(model, state_dict, strict=strict, source=location)
         return
     weights = restore_weights(location)
-    # Parameters and BatchNorm statistics; dropout rng streams stay the new model's own.
-    params, stats = nnx.state(model, nnx.Param), nnx.state(model, nnx.BatchStat)
-    nnx.replace_by_pure_dict(params, weights['params'])
-    nnx.replace_by_pure_dict(stats, _only(weights['rest'], nnx.to_pure_dict(stats)))
-    nnx.update(model, params, stats)
+    rest = _flatten(weights['rest'])
+    # Parameters and BatchNorm statistics. Dropout rng streams ({key, count} per module) stay
+    # the new model's own, and one with other dropout has other streams: not compared.
+    streams = {name.rpartition('/')[0] for name, value in rest.items()
+               if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)}
+    stored = {**_flatten(weights['params']),
+              **{name: v for name, v in rest.items() if name.rpartition('/')[0] not in streams}}
+    known = {_name(p): v for p, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
+    wanted = {name: v for name, v in known.items() if isinstance(v, (nnx.Param, nnx.BatchStat))}
+    mismatched = {name: (stored[name].shape, v.shape) for name, v in wanted.items()
+                  if name in stored and stored[name].shape != v.shape}
+    check_fit(location, missing=[name for name in wanted if name not in stored],
+              unexpected=[name for name in stored if name not in known],
+              mismatched=mismatched, strict=strict)
+    for name, variable in wanted.items():
+        if name in stored and name not in mismatched:
+            variable.set_value(jnp.asarray(stored[name], variable.dtype))
 
 
-def _only(tree, like):
-    """The part of `tree` whose keys appear in `like` (nested dicts; orbax stores list
-    indices as strings)."""
-    def get(k):
-        return tree[k] if k in tree else tree[str(k)]
-    return {k: _only(get(k), v) if isinstance(v, dict) else get(k) for k, v in like.items()}
+def _name(path: tuple) -> str:
+    return '/'.join(map(str, path))
+
+
+def _flatten(tree: Mapping, prefix: tuple = ()) -> dict[str, Any]:
+    """{'a/0/b': leaf} of a nested dict (orbax stores list indices as strings)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, (*prefix, key)))
+        else:
+            flat[_name((*prefix, key))] = value
+    return flat
 
 
 def resolve(path: str) -> tuple[str, str]:
@@ -98,6 +159,15 @@ def resolve(path: str) -> tuple[str, str]:
         raise FileNotFoundError(f'No checkpoint found at {path!r} (expected a .pth file, a step '
                                 'directory, a checkpoints/ directory or a workdir).')
     return 'orbax', os.path.join(path, str(steps[0]))
+
+
+def save_weights(model, step_dir: str) -> str:
+    """Writes the model's arrays as an action_jax checkpoint step directory (what
+    :func:`restore_weights` reads: `step_dir/state`, {'params', 'rest'}); returns it."""
+    state = {'params': nnx.state(model, nnx.Param), 'rest': nnx.state(model, nnx.BatchStat)}
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(os.path.abspath(step_dir), 'state'), state)
+    return os.path.abspath(step_dir)
 
 
 def _unwrap_values(tree):

@@ -10,22 +10,15 @@ listed by name). DIR then works wherever a checkpoint is taken: `--config.checkp
 import argparse
 import os
 
-import orbax.checkpoint as ocp
-from flax import nnx
-
 from action_jax.apis import load_config
-from action_jax.models.io import build_recognizer, load_weights
+from action_jax.models.io import build_recognizer, load_weights, save_weights
 
 
 def convert(pth: str, config, out: str) -> str:
     """Writes `out/checkpoints/0/state` ({'params', 'rest'}) and returns that step directory."""
     model = build_recognizer(config.model, seed=config.seed)
     load_weights(model, pth)
-    step_dir = os.path.join(os.path.abspath(out), 'checkpoints', '0')
-    state = {'params': nnx.state(model, nnx.Param), 'rest': nnx.state(model, nnx.BatchStat)}
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(step_dir, 'state'), state)
-    return step_dir
+    return save_weights(model, os.path.join(out, 'checkpoints', '0'))
 
 
 def main(argv=None):

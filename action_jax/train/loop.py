@@ -6,6 +6,7 @@ preprocessing, loss and predictions). Localizers (models/localizers) take the sa
 feature files; what differs on the host (metrics, result files) is its task's (train/tasks.py).
 """
 import functools
+import math
 import os
 import signal
 import time
@@ -22,6 +23,7 @@ from action_jax.data import loader
 from action_jax.data.datasets import DATASETS, build_dataset
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
+from action_jax.progress import track
 from action_jax.train import optim, sharding
 from action_jax.train.input_pipeline import DevicePrefetch, InputWait
 from action_jax.train.checkpoint import Checkpointer
@@ -107,7 +109,8 @@ def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
         shard_index=jax.process_index(),
         shard_count=jax.process_count())
     predictions, rows, skipped = [], [], 0
-    for batch in _closing(batches):
+    for batch in track(_closing(batches), 'Evaluating',
+                       total=math.ceil(len(dataset) / (jax.process_count() * local_bs))):
         skipped += _pop_skipped(batch)
         arrays = sharding.global_batch(task.prepare_batch(batch, train=False), mesh)
         out = jax.tree.map(sharding.to_host, step(graphdef, params, rest, arrays))
@@ -244,7 +247,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # Model, split once into static graphs (train and eval modes) and array state.
     model = build_recognizer(config.model, seed=config.seed, dtype=dtype)
     if config.load_from:
-        load_weights(model, config.load_from)
+        load_weights(model, config.load_from, strict=config.load_from_strict)
     task = build_task(model, config)
     model.train()
     train_graph, params, rest = nnx.split(model, nnx.Param, ...)
