@@ -309,9 +309,8 @@ def main():
                   f'{p["decoded_per_sampled"]:.1f} frames per sampled frame (a decoder that '
                   f'cannot skip: {p["needed_per_sampled"]:.1f}), {p["ms_per_frame"]:.3f} ms per '
                   f'decoded frame; {p["reader_ms_per_video"]:.1f} ms per video (open + '
-                  f'decode + RGB) against {p["ceiling_ms_per_video"]:.1f} ms of decoding alone (CPU '
-                  'times)',
-                  flush=True)
+                  f'decode + RGB) against {p["ceiling_ms_per_video"]:.1f} ms of decoding '
+                  'alone (CPU times)', flush=True)
             print(f'TSN 1x1x3 train pipeline, {videos} videos:', flush=True)
             run_rounds(ann, prefix, sides, args)
 
