@@ -326,6 +326,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         with input_wait.waiting():
             batch = next(train_iter)
         state, metrics = step_fn(train_graph, state, batch)
+        # On CPU the device batch may alias the loader's shared memory: held past the loop,
+        # it would outlive the loader and leak that memory at exit.
+        del batch
         if pending is not None:
             _check_finite(*pending, ckpt)
         pending = (step + 1, metrics)
