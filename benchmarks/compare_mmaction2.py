@@ -29,7 +29,6 @@ import gc
 import json
 import os
 import pathlib
-import platform
 import resource
 import statistics
 import subprocess
@@ -166,17 +165,6 @@ def spawn(args, line: str, side: str, env: dict) -> dict:
     return json.loads(lines[-1][len('RESULT '):])
 
 
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def prepare_videos(args, tmp: str) -> None:
     """For the pipeline line: the default synthetic videos, then their pack (timed)."""
     from action_jax.data import packed
@@ -234,7 +222,7 @@ def main(argv=None):
     if not has_mmaction2:
         print('MMAction2 is not importable (run benchmarks/install_mmaction2.sh): '
               'action_jax only', flush=True)
-    print(f'CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
+    print(f'CPU: {data_pipeline.cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
           f'load average {os.getloadavg()[0]:.1f}', flush=True)
 
     rows = rows_for(args.lines)
@@ -261,13 +249,13 @@ def report(args, rows, collected, loads) -> dict:
         values = [run[key] for run in runs or () if run.get(key) is not None]
         return statistics.median(values) if values else None
 
-    print(f'\nCPU: {cpu_model()}; load average during the runs: median '
+    print(f'\nCPU: {data_pipeline.cpu_model()}; load average during the runs: median '
           f'{statistics.median(loads):.1f}, max {max(loads):.1f}; {args.rounds} round(s), '
           'medians; x MMAction2 > 1: action_jax faster; RSS: peak of the measuring process '
           '(in brackets: of the largest data-loader worker)')
     print(f'{"line":42} {"unit":9} {"side":9} {"value":>9} {"x MMAction2":>11} '
           f'{"RSS MiB":>12}')
-    out = dict(cpu=cpu_model(), loads=loads, rows=[])
+    out = dict(cpu=data_pipeline.cpu_model(), loads=loads, rows=[])
     for line, label, unit, higher, sides in rows:
         ref = median(line, 'mmaction2')
         for side in sides:

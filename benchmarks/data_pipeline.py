@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import platform
 import statistics
 import subprocess
 import sys
@@ -220,7 +221,7 @@ def cpu_model() -> str:
                     return line.split(':', 1)[1].strip()
     except OSError:
         pass
-    return 'unknown CPU'
+    return platform.processor() or platform.machine()
 
 
 def transcoded(root: str, n: int) -> str:
