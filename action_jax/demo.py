@@ -40,17 +40,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='OpenCV font scale of the label (default: from the frame size)')
     parser.add_argument('--font-color', default='white',
                         help=f'label colour: {", ".join(_COLORS)} or R,G,B')
-    parser.add_argument('--target-resolution', nargs=2, type=int, default=None,
-                        metavar=('W', 'H'),
-                        help='resize the output frames; -1 for one side keeps the aspect ratio')
+    add_target_resolution(parser)
     parser.add_argument('--out-filename', default=None, help='output .mp4 or .gif')
     args = parser.parse_args(argv)
     if args.out_filename and not args.out_filename.lower().endswith(('.mp4', '.gif')):
         parser.error('--out-filename must end with .mp4 or .gif')
+    check_target_resolution(parser, args)
+    return args
+
+
+def add_target_resolution(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--target-resolution', nargs=2, type=int, default=None,
+                        metavar=('W', 'H'),
+                        help='resize the output frames; -1 for one side keeps the aspect ratio')
+
+
+def check_target_resolution(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.target_resolution and (min(args.target_resolution) <= 0
                                    and max(args.target_resolution) <= 0):
         parser.error('--target-resolution needs at least one positive side')
-    return args
 
 
 def parse_color(color: str) -> tuple[int, int, int]:

@@ -3,6 +3,7 @@ timeline bar (MMAction2's demo/long_video_demo.py).
 
     python -m action_jax.demo_long VIDEO CONFIG CHECKPOINT LABEL_MAP --out out.mp4
         [--window 16] [--stride 8] [--threshold 0.01] [--top-k 3] [--out-json windows.json]
+        [--target-resolution W H]
 
 A window of --window frames starts every --stride frames (the last one ends at the last
 frame); the config's test pipeline samples clip_len x num_clips frames evenly from it
@@ -26,7 +27,8 @@ import numpy as np
 
 from action_jax import apis, windows
 from action_jax.data.readers import VideoDecodeError, open_video
-from action_jax.demo import read_frames, write_output
+from action_jax.demo import (add_target_resolution, check_target_resolution, read_frames,
+                              resize_frames, write_output)
 from action_jax.label_map import read_label_map
 from action_jax.progress import track
 
@@ -50,8 +52,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--top-k', type=int, default=3, help='labels shown per window')
     parser.add_argument('--fps', type=float, default=None,
                         help='output frame rate (default: the video\'s; 30 for rawframes)')
+    # Small videos: text drawn at their size is unreadable, so draw on enlarged frames.
+    add_target_resolution(parser)
     parser.add_argument('--device', default=None, help="JAX device, e.g. 'cpu' or 'cuda:0'")
     args = parser.parse_args(argv)
+    check_target_resolution(parser, args)
     if min(args.window, args.stride, args.top_k) < 1:
         parser.error('--window, --stride and --top-k must be positive')
     if not args.out.lower().endswith(('.mp4', '.gif')):
@@ -143,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                                     args.top_k, args.threshold, fps)
     except (FileNotFoundError, ValueError, VideoDecodeError) as e:
         sys.exit(f'error: {e}')
-    write_output(args.out, draw(frames, results, labels), fps)
+    write_output(args.out, draw(resize_frames(frames, args.target_resolution), results, labels),
+                 fps)
     if args.out_json:
         with open(args.out_json, 'w') as f:
             json.dump(results, f, indent=1)

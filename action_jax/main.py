@@ -6,11 +6,17 @@ evaluates a checkpoint. Any config field can be overridden: `--config.train_cfg.
 import logging as std_logging
 import os
 import signal
+import sys
 
 
 def _exit_on_sigterm(signum, frame):
-    raise SystemExit('action_jax.main: SIGTERM received before training started (or in test '
-                     'mode): exiting, nothing to save.')
+    # Said and done here rather than raised: a handler runs wherever the main thread is, and
+    # an exception raised inside a callback (JAX's gc callback while it is imported) is printed
+    # as ignored, and the run would go on.
+    sys.stderr.write('action_jax.main: SIGTERM received before training started (or in test '
+                     'mode): exiting, nothing to save.\n')
+    sys.stderr.flush()
+    os._exit(1)
 
 
 # First thing, before the seconds of importing JAX: until the training loop installs its own
@@ -52,17 +58,18 @@ def main(argv):
         # Before JAX starts its backend: GPU reductions in a fixed order (CPU already is).
         os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                                    + ' --xla_gpu_deterministic_ops=true').strip()
+    # Keep warnings, drop the QUIET chatter, from before JAX's backend probe (the first of it).
+    # On the python_handler: ABSLHandler.handle bypasses filters added to the ABSLHandler
+    # itself. (absl's own WARNING constant is 1.)
+    logging.get_absl_handler().python_handler.addFilter(
+        lambda record: (record.levelno >= std_logging.WARNING
+                        or not any(name in record.pathname for name in QUIET)))
     distributed.initialize()
     # Before the log file: a second run must not take over the first one's log.INFO.
     lock = _lock(FLAGS.workdir)  # noqa: F841 (held until the process exits)
     os.makedirs(FLAGS.workdir, exist_ok=True)
     logging.get_absl_handler().use_absl_log_file('log', FLAGS.workdir)
     logging.set_stderrthreshold('info')
-    # Keep warnings, drop the QUIET chatter. On the python_handler: ABSLHandler.handle
-    # bypasses filters added to the ABSLHandler itself. (absl's own WARNING constant is 1.)
-    logging.get_absl_handler().python_handler.addFilter(
-        lambda record: (record.levelno >= std_logging.WARNING
-                        or not any(name in record.pathname for name in QUIET)))
     import_custom_modules(FLAGS.config)
     # Imported after initialisation: JAX must not touch devices before jax.distributed is up.
     from action_jax.train import loop

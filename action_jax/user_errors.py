@@ -108,10 +108,14 @@ def _override_naming(key: str, argv: Sequence[str]) -> str:
     return '--config'
 
 
+# absl's flags that print help and exit (with one dash or two).
+_HELP_FLAGS = ('help', '?', 'helpshort', 'helpfull', 'helpxml')
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with `--config configs/x.py` resolved for an installed package
     and every user error as one line (see the module docstring)."""
-    argv = list(argv)
+    argv = [argv[0]] + ['--help' if a == '-h' else a for a in argv[1:]]  # argparse's habit
     with exit_on_user_error():
         index = _config_arg(argv)
         if index is not None:
@@ -121,6 +125,12 @@ def parse_flags(argv: list[str]) -> list[str]:
             load_config_checked(argv[index].removeprefix('--config='))
         try:
             rest = flags.FLAGS(argv)
+        except SystemExit as e:
+            # absl prints the help asked for, then exits with status 1; asking is no failure.
+            if e.code == 1 and any(a.startswith('-') and a.lstrip('-') in _HELP_FLAGS
+                                   for a in argv[1:]):
+                sys.exit(0)
+            raise
         except (AttributeError, KeyError) as e:  # a misspelt --config.* override
             key = _key_in(str(e))
             if key is None:
@@ -153,13 +163,23 @@ def check_paths(config) -> None:
             raise UserError(f'--config.{key}: {path!r} does not exist')
 
 
+# Where JAX starts its backends.
+_JAX_BACKENDS = os.path.join('jax', '_src', 'xla_bridge.py')
+
+
 def _backend_missing(exc: BaseException) -> str | None:
     """The message for JAX failing to start a platform it was told to use (JAX_PLATFORMS)."""
     message = str(exc)
     if isinstance(exc, RuntimeError) and 'Unable to initialize backend' in message:
-        return (f'{message.splitlines()[0]} -- for NVIDIA GPUs install '
-                "pip install 'action_jax[cuda12]', or unset JAX_PLATFORMS to use the CPU")
-    return None
+        what = message.splitlines()[0]
+    elif (isinstance(exc, AssertionError) and os.environ.get('JAX_PLATFORMS')
+          and traceback.extract_tb(exc.__traceback__)[-1].filename.endswith(_JAX_BACKENDS)):
+        # JAX skips 'cuda' where it sees no NVIDIA GPU, then asserts that some backend started.
+        what = f"JAX started none of JAX_PLATFORMS={os.environ['JAX_PLATFORMS']!r}"
+    else:
+        return None
+    return (f'{what} -- for NVIDIA GPUs install '
+            "pip install 'action_jax[cuda12]', or unset JAX_PLATFORMS to use the CPU")
 
 
 @contextlib.contextmanager
@@ -167,9 +187,9 @@ def exit_on_user_error() -> Iterator[None]:
     """Turn user errors into 'error: ...' on stderr and exit status 2."""
     try:
         yield
-    except (UserError, FileNotFoundError, NotADirectoryError, RuntimeError) as e:
-        message = (_backend_missing(e) if isinstance(e, RuntimeError) and not isinstance(e, UserError)
-                   else str(e))
+    except (UserError, FileNotFoundError, NotADirectoryError, RuntimeError, AssertionError) as e:
+        message = (_backend_missing(e) if isinstance(e, (RuntimeError, AssertionError))
+                   and not isinstance(e, UserError) else str(e))
         if message is None or os.environ.get('ACTION_JAX_TRACEBACK') == '1':
             raise
         print(f'error: {message}', file=sys.stderr)

@@ -5,6 +5,7 @@ import json
 import math
 import pathlib
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -223,6 +224,9 @@ def test_confusion_matrix(tmp_path, capsys):
     label_map.write_text('jump\nrun\n')
     with pytest.raises(SystemExit, match='2 class names for 3 scored classes'):
         confusion_matrix.main([results, '--label-map', str(label_map)])
+    label_map.write_text('jump\nrun\nsit\nswim\n')  # another data set's classes
+    with pytest.raises(SystemExit, match='4 class names for 3 scored classes'):
+        confusion_matrix.main([results, '--label-map', str(label_map)])
     with pytest.raises(SystemExit, match='give a file name ending in'):
         confusion_matrix.main([results, '--out', str(tmp_path / 'cm.jpg')])
 
@@ -256,3 +260,10 @@ def test_browse_dataset(data_dir, tmp_path):
         assert image.size == (4 * 128 + 3 * 4, 24 + 128)
     with pytest.raises(SystemExit, match='no such label map'):
         browse_dataset.main([config, '--out', str(tmp_path), '--label-map', 'missing.txt'])
+    # The lists without their videos (a data_prefix that is not where they are): one line.
+    lists = tmp_path / 'lists'
+    lists.mkdir()
+    shutil.copy(data_dir / 'synthetic_train_list_videos.txt', lists)
+    with pytest.raises(SystemExit, match=r'\(train\): cannot decode .*videos_train/.*no such file'):
+        browse_dataset.main([f'{REPO / "tests" / "configs" / "tsn_tiny.py"}:{lists}',
+                             '--out', str(tmp_path)])

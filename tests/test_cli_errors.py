@@ -70,6 +70,14 @@ def test_bad_override(override, fragments):
     assert_one_line_error(result, *fragments)
 
 
+@pytest.mark.parametrize('flag', ['--help', '-h'])
+def test_help_succeeds(flag):
+    # absl prints its help and exits with status 1; asking for help is no failure.
+    result = run_cli('train', flag)
+    assert (result.returncode, result.stderr) == (0, '')
+    assert '--workdir' in result.stdout
+
+
 def test_missing_workdir():
     assert_one_line_error(run_cli('train', '--config', 'configs/tsn_synthetic.py'),
                           '--workdir is required')
@@ -98,3 +106,18 @@ def test_gpu_asked_for_where_jax_has_none(capsys):
     assert message.startswith(f"error: no JAX device '{device}'") and '\n' not in message
     assert f'{jax.devices()[0].platform}:0' in message
     assert ("action_jax[cuda12]" in message) == (not gpus)
+
+
+def test_gpu_platform_asked_for_where_jax_sees_none(tmp_path):
+    # JAX_PLATFORMS=cuda where JAX sees no NVIDIA GPU (made so on any machine): JAX itself
+    # fails with a bare AssertionError while starting its backends.
+    hide_gpus = ('import runpy, sys; from jax._src import hardware_utils; '
+                 'hardware_utils.has_visible_nvidia_gpu = lambda: False; '
+                 "sys.argv[0] = 'action-jax'; runpy.run_module('action_jax.cli', run_name='__main__')")
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cuda')
+    env.pop('ACTION_JAX_TRACEBACK', None)
+    result = subprocess.run(
+        [sys.executable, '-c', hide_gpus, 'train', '--config', 'configs/tsn_synthetic.py',
+         '--workdir', str(tmp_path / 'w')],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, "JAX started none of JAX_PLATFORMS='cuda'", 'action_jax[cuda12]')

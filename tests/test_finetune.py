@@ -22,7 +22,8 @@ from action_jax.convert.mmaction2 import (CheckpointError, apply_state_dict,
 from action_jax.data.datasets import build_dataset
 from action_jax.data.pipeline import Compose
 from action_jax.data.synthetic import make_synthetic
-from action_jax.models.io import build_recognizer, load_weights, resolve, restore_weights
+from action_jax.models.io import (build_recognizer, check_fit, load_weights, resolve,
+                                  restore_weights)
 from action_jax.train import loop
 
 CONFIGS = pathlib.Path(__file__).resolve().parent / 'configs'
@@ -147,6 +148,17 @@ def test_other_dropout_is_no_name_mismatch(data, pretrained):
     config = shape_config(data)
     config.model.cls_head.dropout_ratio = 0.0
     load_weights(build_recognizer(config.model), str(pretrained))
+
+
+def test_a_checkpoint_of_another_model_is_a_short_error():
+    """Another model's checkpoint names hundreds of keys: the error shows the first and counts."""
+    missing = [f'backbone/layer{i}/kernel' for i in range(300)]
+    with pytest.raises(CheckpointError) as error:
+        check_fit('other.pth', missing=missing, unexpected=['x_1d_b/0/bias'], mismatched={})
+    message = str(error.value)
+    assert 'backbone/layer11/kernel, ... (300 in all); unexpected keys' in message
+    assert 'backbone/layer12/' not in message and message.endswith(': x_1d_b/0/bias')
+    assert len(message) < 600
 
 
 @pytest.mark.parametrize('num_stages, names', [

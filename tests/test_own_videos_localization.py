@@ -150,9 +150,10 @@ def test_demo_long_writes_every_frame_and_the_windows(own, tmp_path):
     out = tmp_path / 'long.mp4'
     windows = demo_long.main([os.path.join(paths['video_dir'], 'v_own00002.mp4'), TSN_TINY,
                               'none', paths['label_map'], '--out', str(out), '--out-json',
-                              str(tmp_path / 'w.json'), '--window', '16', '--stride', '8'])
+                              str(tmp_path / 'w.json'), '--window', '16', '--stride', '8',
+                              '--target-resolution', '128', '-1'])
     frames = decode(out)
-    assert frames.shape == (NUM_FRAMES, 64, 64, 3)
+    assert frames.shape == (NUM_FRAMES, 128, 128, 3)  # drawn on frames enlarged 2x
     # Windows start at 0, 8, ..., 48: the last one ends at frame 64.
     assert [w['start_frame'] for w in windows] == [0, 8, 16, 24, 32, 40, 48]
     assert json.loads((tmp_path / 'w.json').read_text()) == windows

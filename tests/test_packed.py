@@ -128,6 +128,11 @@ def test_rerun_skips_a_complete_pack_and_refuses_others(data, capsys):
     argv = [str(data['root'] / 'list.txt'), '--out', data['jpg'], '--quality', '80']
     assert pack_dataset.main(argv) == 1
     assert 'another list or options' in capsys.readouterr().err
+    # Another --data-prefix (its videos may differ, or be found where they were skipped).
+    argv = [str(data['root'] / 'list.txt'), '--data-prefix', str(data['root']), '--out',
+            data['jpg'], '--workers', '0', '--shard-mb', '0']
+    assert pack_dataset.main(argv) == 1
+    assert 'another list or options' in capsys.readouterr().err
 
 
 def test_incomplete_pack_refused_then_overwritten(data, tmp_path, capsys):
@@ -143,3 +148,17 @@ def test_incomplete_pack_refused_then_overwritten(data, tmp_path, capsys):
     (tmp_path / 'notes.txt').write_text('x')
     assert pack_dataset.main(argv[:3] + ['--out', str(tmp_path)]) == 1
     assert 'not a pack' in capsys.readouterr().err
+
+
+def test_nothing_readable_is_an_error_and_leaves_no_pack(data, tmp_path, capsys):
+    """A wrong --data-prefix: exit status 1, and no empty pack that the re-run with the right
+    one would take as complete."""
+    out = tmp_path / 'pack'
+    argv = [str(data['root'] / 'list.txt'), '--data-prefix', str(tmp_path), '--out', str(out),
+            '--workers', '0']
+    assert pack_dataset.main(argv) == 1
+    assert 'is --data-prefix the directory' in capsys.readouterr().err
+    assert not out.exists() or not os.listdir(out)
+    assert pack_dataset.main(argv[:1] + ['--data-prefix', str(data['root'] / 'videos')]
+                             + argv[3:]) == 0
+    assert len(packed.read_index(str(out))['videos']) == NUM_VIDEOS

@@ -2,6 +2,8 @@
 two runs on one workdir, a killed run's loader workers, and a clean console and log."""
 import contextlib
 import http.server
+import json
+import logging
 import os
 import pathlib
 import re
@@ -16,6 +18,7 @@ import psutil
 import pytest
 
 from action_jax.apis import DownloadError, downloaded
+from action_jax.data.datasets import ListFileError
 from action_jax.train import loop
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -73,7 +76,7 @@ def test_divergence_saves_nothing_non_finite_and_names_the_good_checkpoint(data_
     config = tiny_config(data_dir, train_dataloader__batch_size=16,
                          param_scheduler=[dict(type='MultiStepLR', begin=0, end=3, by_epoch=True,
                                                milestones=[1], gamma=float('inf'))])
-    with pytest.raises(FloatingPointError, match='at step 2') as error:
+    with pytest.raises(loop.DivergedError, match='at step 2') as error:
         loop.train_and_evaluate(config, str(tmp_path))
     good = re.search(r'last good checkpoint is (\S+):', str(error.value))
     assert good, str(error.value)
@@ -96,7 +99,7 @@ def test_out_of_range_labels_are_named_before_training(data_dir, tmp_path, split
     config = tiny_config(data_dir, **{f'{split}_dataloader__dataset__ann_file': str(bad)})
     classes = config.model.cls_head.num_classes  # the head's: the dataset config gives none
     assert 'num_classes' not in config[f'{split}_dataloader'].dataset
-    with pytest.raises(ValueError, match=rf'{re.escape(str(bad))}, line 3: label 99 is out of '
+    with pytest.raises(ListFileError, match=rf'{re.escape(str(bad))}, line 3: label 99 is out of '
                                          rf'range for num_classes={classes}'):
         loop.train_and_evaluate(config, str(tmp_path))
     assert not (tmp_path / 'checkpoints').exists()  # stopped before anything was built
@@ -106,7 +109,7 @@ def test_out_of_range_labels_are_named_in_test_mode(data_dir, tmp_path):
     bad = data_dir / 'bad_label_val.txt'
     config = tiny_config(data_dir, test_dataloader__dataset__ann_file=str(bad),
                          checkpoint=str(tmp_path / 'not-read'))
-    with pytest.raises(ValueError, match=rf'{re.escape(str(bad))}, line 3: label 99'):
+    with pytest.raises(ListFileError, match=rf'{re.escape(str(bad))}, line 3: label 99'):
         loop.test(config, str(tmp_path))
 
 
@@ -114,7 +117,7 @@ def test_invalid_utf8_names_file_and_line(data_dir, tmp_path):
     bad = tmp_path / 'latin1.txt'
     bad.write_bytes(b'a.mp4 0\nb\xe9\xe8.mp4 1\n')
     config = tiny_config(data_dir, test_dataloader__dataset__ann_file=str(bad))
-    with pytest.raises(ValueError, match=rf'{re.escape(str(bad))}, line 2: invalid UTF-8'):
+    with pytest.raises(ListFileError, match=rf'{re.escape(str(bad))}, line 2: invalid UTF-8'):
         loop.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
@@ -256,6 +259,7 @@ def test_resumed_run_is_clean_and_logs_once_per_step(killed_and_resumed):
     assert _logged_steps(workdir) == list(range(1, 13))
     assert 'leaked shared_memory' not in resumed.stderr
     assert 'Traceback' not in resumed.stderr
+    assert 'NaN or Inf' not in resumed.stderr  # tensorboardX on the unknown first clips/s
     # The unreadable video, read in a worker process, is named in the log files (of both
     # runs: 48 samples drawn from 17 meet it at least twice), the number skipped on the console.
     log = ''.join(p.read_text() for p in workdir.glob('log.*.INFO.*'))
@@ -288,6 +292,30 @@ def test_sigterm_during_start_up_is_reported(data_dir, tmp_path):
     assert 'SIGTERM received' in err
 
 
+def test_sigterm_inside_a_callback_during_start_up_still_exits():
+    # A signal handler runs wherever the main thread is; inside a gc callback (JAX installs
+    # one, and collections are frequent while it is imported) a raised exception is printed as
+    # ignored and the run went on.
+    code = ('import gc, os, signal, sys, time\n'
+            "sys.argv = ['action_jax.main']\n"
+            'import action_jax.main\n'
+            'sent = []\n'
+            'def kill_once(phase, info):\n'
+            '    if not sent:\n'
+            '        sent.append(1)\n'
+            '        os.kill(os.getpid(), signal.SIGTERM)\n'
+            'gc.callbacks.append(kill_once)\n'
+            'gc.collect()\n'
+            'time.sleep(5)\n'
+            "print('still running')\n")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (1, ''), proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        'action_jax.main: SIGTERM received before training started (or in test mode): '
+        'exiting, nothing to save.']
+
+
 def test_scalar_log_does_not_import_tensorflow(tmp_path):
     code = ('import sys\nfrom action_jax.train.scalar_log import ScalarLog\n'
             f'log = ScalarLog({str(tmp_path)!r})\nlog.write(1, {{"loss": 1.0}})\n'
@@ -297,3 +325,20 @@ def test_scalar_log_does_not_import_tensorflow(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.glob('events.out.tfevents.*'))
+
+
+def test_scalar_log_renames_tags_quietly(tmp_path, caplog):
+    """AR@1 is not a TensorBoard tag: renamed as tensorboardX would, without its log line per
+    value; scalars.jsonl keeps the metric's own name and the training record's epoch."""
+    from action_jax.train.scalar_log import ScalarLog
+    log = ScalarLog(str(tmp_path))
+    with caplog.at_level(logging.INFO):
+        log.write(4, {'val/AR@1': 0.5})
+        log.write(5, {'loss': 1.0}, epoch=2)
+    log.close()
+    assert not [r for r in caplog.records if 'illegal' in r.getMessage()]
+    (events,) = tmp_path.glob('events.out.tfevents.*')
+    assert b'val/AR_1' in events.read_bytes()
+    records = [json.loads(line) for line in (tmp_path / 'scalars.jsonl').read_text().splitlines()]
+    assert [r.get('epoch') for r in records] == [None, 2]
+    assert records[0]['val/AR@1'] == 0.5

@@ -2,7 +2,8 @@
 
 Each dataset parses its list file once into ``data_list`` and returns, per
 index, a fresh results dict with MMAction2 1.2.0's keys, ready for the
-transforms. Malformed lines raise ``ValueError`` naming the file and line.
+transforms. Malformed lines raise ``ListFileError`` (a ``ValueError``) naming the file and
+line.
 """
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ from typing import Any
 import numpy as np
 
 from action_jax.registry import lookup
+from action_jax.user_errors import UserError
 
-__all__ = ['DATASETS', 'RawframeDataset', 'VideoDataset', 'build_dataset']
+__all__ = ['DATASETS', 'ListFileError', 'RawframeDataset', 'VideoDataset', 'build_dataset']
 
 PathPrefix = str | os.PathLike | Mapping[str, Any] | None
+
+
+class ListFileError(UserError, ValueError):
+    """A list file line that cannot be used, named by file and line: the CLIs print it as one
+    line."""
 
 
 class _LineError(ValueError):
@@ -100,8 +107,8 @@ class _ListFileDataset:
                     data_list.append(self._parse_fields(self._split(line)))
                 except _LineError as err:
                     text = raw.decode('utf-8', 'replace').strip()
-                    raise ValueError(f'{self.ann_file}, line {line_no}: {err}: '
-                                     f'{text!r}') from None
+                    raise ListFileError(f'{self.ann_file}, line {line_no}: {err}: '
+                                        f'{text!r}') from None
         return data_list
 
     def _parse_fields(self, fields: list[str]) -> dict:

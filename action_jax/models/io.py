@@ -31,6 +31,14 @@ class CheckpointError(UserError, ValueError):
     in the CLIs)."""
 
 
+def _some(names: Sequence[str], shown: int = 12) -> str:
+    """The first names and how many there are: a whole ResNet's keys would make an error line
+    of ten thousand characters (a checkpoint of another model)."""
+    if len(names) <= shown:
+        return ', '.join(names)
+    return f'{", ".join(names[:shown])}, ... ({len(names)} in all)'
+
+
 def check_fit(source: str, *, missing: Sequence[str], unexpected: Sequence[str],
               mismatched: Mapping[str, tuple[tuple, tuple]], strict: bool = True) -> None:
     """The loading policy of every weight source, applied before anything is copied.
@@ -41,11 +49,11 @@ def check_fit(source: str, *, missing: Sequence[str], unexpected: Sequence[str],
     them (a wrong config or file); otherwise a warning. Skipped tensors are one warning: they
     keep the model's initialisation, as in MMAction2 when finetuning to new classes.
     """
-    names = [f'missing keys (model variables not in the checkpoint): {", ".join(missing)}'
+    names = [f'missing keys (model variables not in the checkpoint): {_some(missing)}'
              ] if missing else []
     if unexpected:
         names.append(f'unexpected keys (checkpoint entries the model lacks): '
-                     f'{", ".join(unexpected)}')
+                     f'{_some(unexpected)}')
     if names and strict:
         raise CheckpointError(f'{source} does not fit the model: ' + '; '.join(names))
     for line in names:

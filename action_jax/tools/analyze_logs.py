@@ -7,10 +7,12 @@
 
 A WORKDIR is a training run's directory (or its scalars.jsonl): one JSON object per logged step,
 `{"step": N, "loss": ..., "val/acc/top1": ...}`. A key is looked up as given, then with the
-`val/` prefix, so `--keys top1_acc` finds validation's `val/top1_acc` as in MMAction2.
+`val/` prefix, so `--keys acc/top1` finds validation's `val/acc/top1` (MMAction2's `acc/top1`);
+`top1_acc` is the training batches' accuracy.
 The figure is PNG, SVG or PDF by the extension of `--out`, one panel per key.
 cal_train_time needs each record's wall-clock `time` (seconds); epochs come from each record's
-`epoch`, or `--steps-per-epoch`, else the whole run counts as one.
+`epoch` (action_jax's training records carry it), or `--steps-per-epoch`, else the whole run
+counts as one.
 """
 from __future__ import annotations
 
@@ -92,8 +94,9 @@ def epoch_times(records: list[dict], where: str, steps_per_epoch: int | None,
     """Seconds per iteration between consecutive logged training steps, by epoch; without
     `include_outliers` each epoch's first interval (which holds the previous epoch's
     validation and checkpoint) is left out, as MMAction2 leaves out each epoch's first iter."""
-    # Training records carry the throughput; validation and test records are not iterations.
-    train = [r for r in records if 'clips_per_sec' in r]
+    # Training records carry their epoch (older logs: the throughput); validation and test
+    # records are not iterations.
+    train = [r for r in records if 'epoch' in r or 'clips_per_sec' in r]
     if not train or any('time' not in r for r in train):
         raise SystemExit(f"{where} has no 'time' field (wall-clock seconds of each logged "
                          'step): it was written by an action_jax that did not record it')

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from action_jax.data.datasets import build_dataset
 from action_jax.data.pipeline import Compose
+from action_jax.data.readers import VideoDecodeError
 from action_jax.label_map import read_label_map
 from action_jax.tools import load_config_arg
 
@@ -97,7 +98,10 @@ def main(argv: list[str] | None = None) -> list[str]:
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(args.num_samples, len(dataset)),
                                     dtype=int))
     for count, index in enumerate(indices.tolist(), 1):
-        results = pipeline(dataset[index], np.random.default_rng([args.seed, index]))
+        try:
+            results = pipeline(dataset[index], np.random.default_rng([args.seed, index]))
+        except VideoDecodeError as e:  # e.g. the config's data_prefix is not where the videos are
+            raise SystemExit(f'{args.config} ({args.split}): {e}') from None
         label = int(np.asarray(results.get('label', -1)).reshape(-1)[0])
         name = names[label] if names and 0 <= label < len(names) else f'class{label}'
         safe = re.sub(r'[^\w.-]+', '_', name)

@@ -41,9 +41,9 @@ def class_names(label_map: str | None, k: int) -> list[str]:
     if not os.path.isfile(label_map):
         raise SystemExit(f'{label_map}: no such label map file')
     names = read_label_map(label_map)
-    if len(names) < k:
+    if len(names) != k:  # more names would label the rows with another data set's classes
         raise SystemExit(f'{label_map}: {len(names)} class names for {k} scored classes')
-    return names[:k]
+    return names
 
 
 def main(argv: list[str] | None = None) -> dict:

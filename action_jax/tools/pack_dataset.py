@@ -62,8 +62,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f'{args.out} holds files that are not a pack; choose an empty --out')
     if state == 'complete' and not args.overwrite:
         index = packed.read_index(args.out)
-        made_with = dict(**{k: index.get(k) for k in options}, sha1=index['source'].get('sha1'))
-        if made_with != dict(**options, sha1=list_sha1):
+        made_with = dict(**{k: index.get(k) for k in options},
+                         **{k: index['source'].get(k) for k in ('sha1', 'data_prefix')})
+        if made_with != dict(**options, sha1=list_sha1, data_prefix=source['data_prefix']):
             raise ValueError(f'{args.out} holds a pack of another list or options '
                              f'({made_with}); use another --out or --overwrite')
         print(f'{args.out} is already packed ({len(index["videos"])} videos, '
@@ -86,6 +87,13 @@ def _run(args: argparse.Namespace) -> int:
           f'{len(index["shards"])} shards in {args.out}; {len(index["skipped"])} skipped')
     for key, reason in index['skipped'].items():
         print(f'  skipped {key}: {reason}')
+    if not index['videos']:
+        # An empty pack would make the re-run with the right --data-prefix do nothing.
+        packed.remove_pack(args.out)
+        print(f'pack_dataset: error: no video of {args.ann_file} could be read from '
+              f'{args.data_prefix or "."} (is --data-prefix the directory its paths are in?)',
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,6 +30,7 @@ from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.scalar_log import ScalarLog
 from action_jax.train.step import TrainState, eval_step, train_step
 from action_jax.train.tasks import build_task
+from action_jax.user_errors import UserError
 
 
 class _Preemption:
@@ -338,15 +339,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             rate, eta = throughput.update(step + 1)
             scalars = {k: float(v) for k, v in metrics.items() if k != 'finite'}
             logged = _fmt_metrics(scalars)
-            scalars['clips_per_sec'] = rate * global_bs
             scalars['skipped_samples'] = counts['skipped']
             scalars['input_bound_fraction'] = input_wait.fraction()
-            writer.write(step + 1, scalars)
+            # The first logged step has no rate yet: NaN is not JSON (and TensorBoard warns).
+            if np.isfinite(rate):
+                scalars['clips_per_sec'] = rate * global_bs
+            writer.write(step + 1, scalars, epoch=step // steps_per_epoch + 1)
             logging.info('epoch %d [%d/%d] step %d/%d  %s  clips/s %.1f  input-bound %.0f%%  '
                          'skipped %d  eta %s', step // steps_per_epoch + 1,
                          step % steps_per_epoch + 1, steps_per_epoch, step + 1, total_steps,
-                         logged, scalars['clips_per_sec'],
-                         100 * scalars['input_bound_fraction'], counts['skipped'], _fmt_eta(eta))
+                         logged, rate * global_bs, 100 * scalars['input_bound_fraction'],
+                         counts['skipped'], _fmt_eta(eta))
 
         epoch_end = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch
@@ -413,11 +416,16 @@ def _checked_train_step(graphdef, state, batch, **kwargs):
     return state, {**metrics, 'finite': _all_finite((state, metrics))}
 
 
+class DivergedError(UserError, FloatingPointError):
+    """Training produced non-finite values; its message names the step and what to resume
+    from, so the CLIs print it as one line."""
+
+
 def _check_finite(step: int, metrics: Mapping[str, jax.Array], ckpt: Checkpointer) -> None:
     if bool(metrics['finite']):
         return
     good = ckpt.latest_path()
-    raise FloatingPointError(
+    raise DivergedError(
         f'Training diverged at step {step} (loss {float(metrics["loss"]):.4g}, grad_norm '
         f'{float(metrics["grad_norm"]):.4g}, non-finite values in the loss, gradients or new '
         'state); stopping without saving it. '

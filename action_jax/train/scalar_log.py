@@ -6,7 +6,9 @@ on its first write when TensorFlow is installed (seconds, hundreds of MB), and c
 import it with the package.
 """
 import json
+import math
 import os
+import re
 import time
 from typing import Any, Mapping
 
@@ -29,6 +31,12 @@ def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
     return flat
 
 
+def _tb_tag(tag: str) -> str:
+    """tensorboardX's renaming of characters a tag may not hold (AR@1 -> AR_1), done here
+    because it logs a line for each renamed value it is given."""
+    return re.sub(r'[^-/\w.]', '_', tag)
+
+
 class ScalarLog:
     """Only the main process writes; the others keep the interface and write nothing."""
 
@@ -36,15 +44,21 @@ class ScalarLog:
         self.events = FileWriter(workdir) if is_main else None
         self.jsonl = os.path.join(workdir, 'scalars.jsonl') if is_main else None
 
-    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    def write(self, step: int, scalars: Mapping[str, float], epoch: int | None = None) -> None:
+        """`epoch` (training records) goes to `scalars.jsonl` only: analyze_logs cal_train_time
+        groups the iterations by it; TensorBoard has no use for it as a curve."""
         if self.events is None or not scalars:  # e.g. TEM's evaluation: results, no metric
             return
         values = {k: float(v) for k, v in scalars.items()}
         for tag, value in values.items():
-            self.events.add_summary(tb_summary.scalar(tag, value), step)
+            # A non-finite value is left out of TensorBoard: tensorboardX warns about each one.
+            if math.isfinite(value):
+                self.events.add_summary(tb_summary.scalar(_tb_tag(tag), value), step)
+        record = {'step': step, **({} if epoch is None else {'epoch': epoch}),
+                  # Wall-clock time too: analyze_logs cal_train_time measures seconds per step.
+                  'time': time.time(), **values}
         with open(self.jsonl, 'a') as f:
-            # Wall-clock time too: analyze_logs cal_train_time measures seconds per step.
-            f.write(json.dumps({'step': step, 'time': time.time(), **values}) + '\n')
+            f.write(json.dumps(record) + '\n')
 
     def images(self, step: int, tag: str, array: np.ndarray) -> None:
         """`array`: uint8 clips (clips, ..., H, W, C); each clip's first frames become one
