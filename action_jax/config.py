@@ -103,6 +103,9 @@ def dataloader(batch_size: int = 8, num_workers: int = 0) -> ConfigDict:
     """One data loader; `batch_size` is per device, as MMAction2's is per GPU."""
     return ConfigDict(dict(
         batch_size=batch_size,
+        # Loader worker processes per local device, as MMAction2's per-GPU num_workers: one
+        # process driving 8 devices starts 8 x num_workers, capped by the CPUs it may use
+        # (data/loader.py: total_workers). 0 loads in the trainer's process (2 read threads).
         num_workers=num_workers,
         # dict(type='VideoDataset', ann_file=..., data_prefix=dict(video=...), pipeline=[...])
         dataset=ConfigDict(),

@@ -5,12 +5,13 @@
 
 Lines (each side of each line runs in a fresh process, so its peak RSS is its own; on a GPU
 the peak device memory of JAX is given too):
-  pipeline    TSN 1x1x3 train pipeline (configs/tsn_k400.py's, as shipped: DecordInit ...
+  pipeline    TSN 1x1x3 train pipeline (configs/tsn_k400.py's, as shipped: PyAVInit ...
               FormatShape, PackActionInputs) through the grain loader, batch 8, `--workers`
               processes, videos/s: from the raw videos, and from a pack of them built here
-              (action_jax.data.packed; PackedInit/PackedDecode in place of DecordInit/
-              DecordDecode; packing time reported). MMAction2: the same pipeline through its
-              VideoDataset and a torch DataLoader (InfiniteSampler, pseudo_collate).
+              (action_jax.data.packed; PackedInit/PackedDecode in place of PyAVInit/
+              PyAVDecode; packing time reported). MMAction2: the same pipeline with its
+              DecordInit/DecordDecode, as its config, through its VideoDataset and a torch
+              DataLoader (InfiniteSampler, pseudo_collate).
   inference   batch 1, 224², fp32, s/clip: TSN 8 frames, TSM 8, I3D 32 (benchmarks/inference.py's
               workers: our `fused` model, as init_recognizer runs it, vs MMAction2's model with
               the same weights)
@@ -28,7 +29,6 @@ import gc
 import json
 import os
 import pathlib
-import platform
 import resource
 import statistics
 import subprocess
@@ -47,7 +47,8 @@ import train_step  # noqa: E402
 LINES = ('pipeline', 'inference', 'train_step')
 INFERENCE_FRAMES = {'tsn': 8, 'tsm': 8, 'i3d': 32}
 # Decode pair of the raw-video pipeline -> its packed counterpart; every other step is kept.
-PACKED_STEPS = {'DecordInit': 'PackedInit', 'DecordDecode': 'PackedDecode'}
+PACKED_STEPS = {'DecordInit': 'PackedInit', 'DecordDecode': 'PackedDecode',
+                'PyAVInit': 'PackedInit', 'PyAVDecode': 'PackedDecode'}
 
 
 # --------------------------------------------------------------------------- workers
@@ -67,9 +68,10 @@ def measure_pipeline(side: str, args) -> dict:
         from mmengine.dataset import InfiniteSampler, pseudo_collate
 
         register_all_modules()
+        # MMAction2's own config decodes with decord (its PyAV transforms are much slower).
         dataset = DATASETS.build(dict(type='VideoDataset', ann_file=args.videos,
                                       data_prefix=dict(video=args.data_prefix),
-                                      pipeline=pipeline))
+                                      pipeline=data_pipeline.decord_pipeline()))
         it = iter(torch.utils.data.DataLoader(
             dataset, batch_size=batch, num_workers=args.workers, collate_fn=pseudo_collate,
             sampler=InfiniteSampler(dataset, shuffle=True, seed=0)))
@@ -163,17 +165,6 @@ def spawn(args, line: str, side: str, env: dict) -> dict:
     return json.loads(lines[-1][len('RESULT '):])
 
 
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def prepare_videos(args, tmp: str) -> None:
     """For the pipeline line: the default synthetic videos, then their pack (timed)."""
     from action_jax.data import packed
@@ -231,7 +222,7 @@ def main(argv=None):
     if not has_mmaction2:
         print('MMAction2 is not importable (run benchmarks/install_mmaction2.sh): '
               'action_jax only', flush=True)
-    print(f'CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
+    print(f'CPU: {data_pipeline.cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
           f'load average {os.getloadavg()[0]:.1f}', flush=True)
 
     rows = rows_for(args.lines)
@@ -258,13 +249,13 @@ def report(args, rows, collected, loads) -> dict:
         values = [run[key] for run in runs or () if run.get(key) is not None]
         return statistics.median(values) if values else None
 
-    print(f'\nCPU: {cpu_model()}; load average during the runs: median '
+    print(f'\nCPU: {data_pipeline.cpu_model()}; load average during the runs: median '
           f'{statistics.median(loads):.1f}, max {max(loads):.1f}; {args.rounds} round(s), '
           'medians; x MMAction2 > 1: action_jax faster; RSS: peak of the measuring process '
           '(in brackets: of the largest data-loader worker)')
     print(f'{"line":42} {"unit":9} {"side":9} {"value":>9} {"x MMAction2":>11} '
           f'{"RSS MiB":>12}')
-    out = dict(cpu=cpu_model(), loads=loads, rows=[])
+    out = dict(cpu=data_pipeline.cpu_model(), loads=loads, rows=[])
     for line, label, unit, higher, sides in rows:
         ref = median(line, 'mmaction2')
         for side in sides:

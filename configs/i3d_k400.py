@@ -7,9 +7,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import tsn_k400  # noqa: E402  (same data layout)
 
 train_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=32, frame_interval=2, num_clips=1),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='MultiScaleCrop', input_size=224, scales=(1, 0.8), random_crop=False,
          max_wh_scale_gap=0),
@@ -19,18 +19,18 @@ train_pipeline = [
     dict(type='PackActionInputs'),
 ]
 val_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=32, frame_interval=2, num_clips=1, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='CenterCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs'),
 ]
 test_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=32, frame_interval=2, num_clips=10, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='ThreeCrop', crop_size=256),
     dict(type='FormatShape', input_format='NCTHW'),

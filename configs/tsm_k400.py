@@ -7,9 +7,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import tsn_k400  # noqa: E402  (same data layout)
 
 train_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='MultiScaleCrop', input_size=224, scales=(1, 0.875, 0.75, 0.66),
          random_crop=False, max_wh_scale_gap=1, num_fixed_crops=13),
@@ -19,18 +19,18 @@ train_pipeline = [
     dict(type='PackActionInputs'),
 ]
 val_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='CenterCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='PackActionInputs'),
 ]
 test_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='TenCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCHW'),

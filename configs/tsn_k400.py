@@ -12,10 +12,12 @@ ann_file_train = 'data/kinetics400/kinetics400_train_list_videos.txt'
 ann_file_val = 'data/kinetics400/kinetics400_val_list_videos.txt'
 ann_file_test = 'data/kinetics400/kinetics400_val_list_videos.txt'
 
+# MMAction2 decodes with DecordInit/DecordDecode; PyAVInit/PyAVDecode give the same frames
+# faster here (data/readers.py: one forward pass, unneeded non-reference frames skipped).
 train_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=3),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='MultiScaleCrop', input_size=224, scales=(1, 0.875, 0.75, 0.66),
          random_crop=False, max_wh_scale_gap=1),
@@ -25,18 +27,18 @@ train_pipeline = [
     dict(type='PackActionInputs'),
 ]
 val_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=3, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='CenterCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='PackActionInputs'),
 ]
 test_pipeline = [
-    dict(type='DecordInit'),
+    dict(type='PyAVInit'),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=25, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='PyAVDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='TenCrop', crop_size=224),
     dict(type='FormatShape', input_format='NCHW'),
@@ -73,7 +75,7 @@ def get_config():
         test_cfg=dict(max_testing_views=10))
 
     config.train_dataloader.batch_size = 32  # per device; MMAction2: 8 GPUs x 32
-    config.train_dataloader.num_workers = 8
+    config.train_dataloader.num_workers = 8  # per device (MMAction2's workers_per_gpu)
     config.train_dataloader.dataset = dict(
         type='VideoDataset', ann_file=ann_file_train, data_prefix=dict(video=data_root),
         pipeline=train_pipeline)

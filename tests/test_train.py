@@ -131,6 +131,9 @@ def test_training_learns_and_writes_outputs(reference_run):
     # The log keeps the loop's lines and drops orbax's per-save INFO chatter.
     text = (pathlib.Path(reference_run) / 'log.INFO').read_text()
     assert 'Validation after epoch 3' in text
+    fractions = [r['input_bound_fraction'] for r in log if 'loss' in r]
+    assert len(fractions) == len(losses) and all(0 <= f <= 1 for f in fractions)
+    assert 'input-bound ' in text
     assert 'Started save checkpoint' not in text and 'orbax-checkpoint version' not in text
 
 

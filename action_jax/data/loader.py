@@ -102,6 +102,18 @@ def _exit_with_parent(worker_index: int, worker_count: int) -> None:
     threading.Thread(target=watch, name='exit_with_parent', daemon=True).start()
 
 
+def total_workers(num_workers: int, local_devices: int, cpus: int | None = None) -> int:
+    """Worker processes for one process's loader: `num_workers` is per device, as MMAction2's
+    `workers_per_gpu` (8 GPUs x 8 workers there are 8 x 8 processes), capped by the CPUs this
+    process may use (more processes than cores only add switching and memory). 0 stays 0:
+    loading in the trainer's process, with read threads."""
+    if num_workers < 0:
+        raise ValueError(f'num_workers must be >= 0, got {num_workers}')
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return min(num_workers * max(local_devices, 1), max(cpus or 1, 1))
+
+
 def _prefetch(ds: grain.MapDataset, num_workers: int) -> grain.IterDataset:
     # grain's default read-ahead (16 threads, 500 elements) would keep every worker busy far
     # ahead of the trainer and starve XLA of the CPU; two batches ahead is enough.

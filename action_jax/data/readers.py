@@ -19,7 +19,9 @@ Every failure to open or decode raises :class:`VideoDecodeError`, which names th
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import logging
 import os
 from typing import Any, Sequence
@@ -120,15 +122,20 @@ class VideoReader:
 # Decoders that read ``skip_frame`` for every packet (checked exact in the tests); others,
 # e.g. libdav1d, read it once when they open and would drop wanted frames.
 _SKIP_NONREF_CODECS = frozenset({'h264', 'hevc', 'mpeg4', 'vp8', 'vp9'})
+# Videos up to this size keep their packets in memory after the opening pass, so decoding
+# needs no second open, demux or seek (~10% of the CPU time of a TSN sample of a 340x256
+# Kinetics video); longer ones (e.g. for demo_long) are read again from the file.
+_KEEP_PACKETS_MAX_BYTES = 64 << 20
 
 
 class PyAVReader(VideoReader):
     """Exact frame access with PyAV: one forward pass per request.
 
     Opening demuxes the stream once (no decoding) to learn every frame's pts and the
-    keyframes.  Frames are identified by pts rank, which equals the decoder's output order
-    and decord's frame numbering; streams without usable pts are decoded from the start and
-    frames are counted instead.
+    keyframes; small videos keep the container and the packets for decoding, which then
+    jumps to keyframes in that list.  Frames are identified by pts rank, which equals the
+    decoder's output order and decord's frame numbering; streams without usable pts are
+    decoded from the start and frames are counted instead.
     """
 
     backend = 'pyav'
@@ -136,21 +143,35 @@ class PyAVReader(VideoReader):
     def __init__(self, source: Source, name: str | None = None):
         self.name = name or _source_name(source)
         self._source = source
+        self.frames_decoded = 0  # frames out of the decoder, for profiling (benchmarks/)
+        self._container = self._packets = None
         try:
-            with self._open() as container:
-                stream = container.streams.video[0]
-                self.fps = float(stream.average_rate or stream.guessed_rate or 0)
-                self._codec = stream.codec_context.name
-                declared = stream.frames
-                present, packets = 0, []
-                for packet in container.demux(stream):
-                    if packet.size:
-                        present += 1
-                        # Packets flagged 'discard' (edit lists) are decoded, never shown.
-                        if not packet.is_discard:
-                            packets.append((packet.pts, packet.is_keyframe))
-        except _LIBRARY_ERRORS as exc:
-            raise VideoDecodeError(self.name, describe(exc)) from exc
+            self._index(keep=_source_size(source) <= _KEEP_PACKETS_MAX_BYTES)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, _LIBRARY_ERRORS):
+                raise VideoDecodeError(self.name, describe(exc)) from exc
+            raise
+
+    def _index(self, keep: bool) -> None:
+        """The opening pass: frame count, pts, keyframes (and the packets if `keep`)."""
+        container = self._open()
+        if keep:
+            self._container, self._packets = container, []
+        with contextlib.nullcontext() if keep else container:
+            stream = container.streams.video[0]
+            self.fps = float(stream.average_rate or stream.guessed_rate or 0)
+            self._codec = stream.codec_context.name
+            declared = stream.frames
+            present, packets = 0, []
+            for packet in container.demux(stream):
+                if packet.size:
+                    present += 1
+                    if keep:
+                        self._packets.append(packet)
+                    # Packets flagged 'discard' (edit lists) are decoded, never shown.
+                    if not packet.is_discard:
+                        packets.append((packet.pts, packet.is_keyframe))
         if not packets:
             raise VideoDecodeError(self.name, 'no video frames')
         if declared and present < declared:
@@ -170,6 +191,8 @@ class PyAVReader(VideoReader):
         if self.keyframes.size == 0 or self.keyframes[0] != 0:
             # The first frame is always reachable by decoding from the start.
             self.keyframes = np.concatenate([[0], self.keyframes]).astype(np.int64)
+        if keep:
+            self._key_packet = {p.pts: i for i, p in enumerate(self._packets) if p.is_keyframe}
 
     def _open(self) -> av.container.InputContainer:
         if isinstance(self._source, bytes):
@@ -203,31 +226,31 @@ class PyAVReader(VideoReader):
         skip = fast and self._codec in _SKIP_NONREF_CODECS
         wanted_pts = set(self._pts[wanted].tolist()) if skip else set()
         out: list[np.ndarray] = []
-        with self._open() as container:
+        kept = self._container is not None
+        with contextlib.nullcontext(self._container) if kept else self._open() as container:
             stream = container.streams.video[0]
             ctx = stream.codec_context
-            if self.multi_thread:
-                stream.thread_type = 'AUTO'
-            else:  # PyAV's default starts a slice-thread pool per video
-                ctx.thread_count = 1
+            if not ctx.is_open:  # threads are chosen before the decoder opens
+                if self.multi_thread:
+                    stream.thread_type = 'AUTO'
+                else:  # PyAV's default starts a slice-thread pool per video
+                    ctx.thread_count = 1
             count = 0  # frames since the start, for streams without usable pts
-            skipping = 'DEFAULT'
+            skipping = ctx.skip_frame = 'DEFAULT'
             while True:
                 n = len(out)
-                if keys[n] > 0:
-                    container.seek(int(self._pts[keys[n]]), stream=stream, backward=True,
-                                   any_frame=False)
                 pos = keys[n] - 1  # display index of the last frame the decoder gave back
                 tainted = False  # a corrupt frame was seen since the last clean keyframe
-                for packet in container.demux(stream):
+                for packet in self._packets_from(container, stream, keys[n]):
                     if skip:
                         # Non-reference frames can be dropped unless they are wanted:
                         # nothing else depends on them, so the output stays exact.
-                        mode = ('DEFAULT' if packet.pts is None or packet.pts in wanted_pts
-                                else 'NONREF')
+                        mode = ('DEFAULT' if packet is None or packet.pts is None
+                                or packet.pts in wanted_pts else 'NONREF')
                         if mode != skipping:
                             ctx.skip_frame = skipping = mode
                     for frame in ctx.decode(packet):
+                        self.frames_decoded += 1
                         if by_pts is None:
                             idx, count = count, count + 1
                         else:
@@ -256,7 +279,24 @@ class PyAVReader(VideoReader):
                 else:
                     raise _FrameMissing(int(wanted[n]))
 
+    def _packets_from(self, container, stream, key: int):
+        """The packets from the keyframe at display index `key` to the end (None: flush the
+        decoder), the decoder reset to start there."""
+        if self._packets is None:  # a fresh container for each pass
+            if key > 0:  # seeking resets the decoder
+                container.seek(int(self._pts[key]), stream=stream, backward=True,
+                               any_frame=False)
+            return container.demux(stream)
+        start = self._key_packet.get(int(self._pts[key])) if key > 0 else 0
+        if start is None:
+            raise _FrameMissing(key)
+        stream.codec_context.flush_buffers()
+        return itertools.chain(itertools.islice(self._packets, start, None), [None])
+
     def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container = self._packets = None
         self._source = b''
 
 
@@ -349,6 +389,10 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     # One swscale thread: faster for small frames than the default pool (and no thread
     # pile-up in data-loader workers); same pixels as decord.
     return frame.to_ndarray(format='rgb24', threads=1)
+
+
+def _source_size(source: Source) -> int:
+    return len(source) if isinstance(source, bytes) else os.path.getsize(source)
 
 
 def _source_name(source: Source) -> str:

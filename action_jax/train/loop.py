@@ -25,6 +25,7 @@ from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
 from action_jax.progress import track
 from action_jax.train import optim, sharding
+from action_jax.train.input_pipeline import DevicePrefetch, InputWait
 from action_jax.train.checkpoint import Checkpointer
 from action_jax.train.scalar_log import ScalarLog
 from action_jax.train.step import TrainState, eval_step, train_step
@@ -105,7 +106,8 @@ def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
     local_bs = dataloader_cfg.batch_size * jax.local_device_count()
     batches = loader.eval_dataset(
         dataset, dataloader_cfg.dataset.pipeline, batch_size=local_bs,
-        num_workers=dataloader_cfg.num_workers, shard_index=jax.process_index(),
+        num_workers=loader.total_workers(dataloader_cfg.num_workers, jax.local_device_count()),
+        shard_index=jax.process_index(),
         shard_count=jax.process_count())
     predictions, rows, skipped = [], [], 0
     for batch in track(_closing(batches), 'Evaluating',
@@ -259,10 +261,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     steps_per_epoch = loader.steps_per_epoch(len(train_set), global_bs)
     total_steps = config.train_cfg.max_epochs * steps_per_epoch
 
+    num_workers = loader.total_workers(dl.num_workers, jax.local_device_count())
+
     def train_batches(start_batch: int = 0):
         return iter(loader.train_dataset(
             train_set, dl.dataset.pipeline, batch_size=local_bs,
-            seed=config.seed, num_workers=dl.num_workers, shard_index=jax.process_index(),
+            seed=config.seed, num_workers=num_workers, shard_index=jax.process_index(),
             shard_count=jax.process_count(), start_batch=start_batch))
     train_iter = train_batches()
 
@@ -300,23 +304,32 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         static_argnums=0, donate_argnums=1)
     eval_fn = make_eval_step()
     logging.info('Training: %d samples, global batch %d on %d devices (%d processes), '
-                 '%d steps/epoch, %d epochs, lr %.5g.', len(train_set), global_bs,
-                 jax.device_count(), jax.process_count(), steps_per_epoch,
-                 config.train_cfg.max_epochs, base_lr)
+                 '%d steps/epoch, %d epochs, lr %.5g, %d loader worker processes.',
+                 len(train_set), global_bs, jax.device_count(), jax.process_count(),
+                 steps_per_epoch, config.train_cfg.max_epochs, base_lr, num_workers)
 
     log_every = config.default_hooks.logger.interval
     throughput = _Throughput(total_steps)
-    served = skipped = 0
+    counts = dict(served=0, skipped=0)
+
+    def to_devices(batch):
+        # Host-side work on a batch taken from the loader (ahead of its step).
+        if counts['served'] == 0 and 'imgs' in batch:  # recognizers: what the model is fed
+            writer.images(start, 'train/clips', np.asarray(batch['imgs'][:4]))
+        counts['skipped'] += _pop_skipped(batch)
+        counts['served'] += local_bs
+        _check_failure_ratio(counts['served'], counts['skipped'], dl)
+        return sharding.global_batch(task.prepare_batch(batch, train=True), mesh)
+    train_iter = DevicePrefetch(train_iter, to_devices)
+    input_wait = InputWait()
     pending = None  # last step's metrics, checked one step late so the host never stalls
     for step in range(start, total_steps):
-        batch = next(train_iter)
-        if step == start and 'imgs' in batch:  # recognizers: what the model is fed
-            writer.images(step, 'train/clips', np.asarray(batch['imgs'][:4]))
-        skipped += _pop_skipped(batch)
-        served += local_bs
-        _check_failure_ratio(served, skipped, dl)
-        batch = task.prepare_batch(batch, train=True)
-        state, metrics = step_fn(train_graph, state, sharding.global_batch(batch, mesh))
+        with input_wait.waiting():
+            batch = next(train_iter)
+        state, metrics = step_fn(train_graph, state, batch)
+        # On CPU the device batch may alias the loader's shared memory: held past the loop,
+        # it would outlive the loader and leak that memory at exit.
+        del batch
         if pending is not None:
             _check_finite(*pending, ckpt)
         pending = (step + 1, metrics)
@@ -326,15 +339,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             rate, eta = throughput.update(step + 1)
             scalars = {k: float(v) for k, v in metrics.items() if k != 'finite'}
             logged = _fmt_metrics(scalars)
-            scalars['skipped_samples'] = skipped
+            scalars['skipped_samples'] = counts['skipped']
+            scalars['input_bound_fraction'] = input_wait.fraction()
             # The first logged step has no rate yet: NaN is not JSON (and TensorBoard warns).
             if np.isfinite(rate):
                 scalars['clips_per_sec'] = rate * global_bs
             writer.write(step + 1, scalars, epoch=step // steps_per_epoch + 1)
-            logging.info('epoch %d [%d/%d] step %d/%d  %s  clips/s %.1f  skipped %d  eta %s',
-                         step // steps_per_epoch + 1, step % steps_per_epoch + 1,
-                         steps_per_epoch, step + 1, total_steps, logged,
-                         rate * global_bs, skipped, _fmt_eta(eta))
+            logging.info('epoch %d [%d/%d] step %d/%d  %s  clips/s %.1f  input-bound %.0f%%  '
+                         'skipped %d  eta %s', step // steps_per_epoch + 1,
+                         step % steps_per_epoch + 1, steps_per_epoch, step + 1, total_steps,
+                         logged, rate * global_bs, 100 * scalars['input_bound_fraction'],
+                         counts['skipped'], _fmt_eta(eta))
 
         epoch_end = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch
@@ -364,7 +379,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     ckpt.wait()
     train_iter.close()
     logging.info('Training done: %d training samples could not be decoded and were replaced.',
-                 skipped)
+                 counts['skipped'])
 
     results = {}
     if config.test_dataloader.dataset:
