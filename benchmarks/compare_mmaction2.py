@@ -109,10 +109,18 @@ def measure_inference(side: str, model: str, args) -> dict:
 
 
 def measure_train_step(side: str, args) -> dict:
-    ns = types.SimpleNamespace(batch=2, segments=3, size=224, steps=args.iters,
-                               dtype='float32')
-    bench = train_step.bench_mmaction2 if side == 'mmaction2' else train_step.bench_jax
-    return dict(value=bench(ns))
+    """Median s/step of TSN-R50 over `iters` steps after a warm-up (benchmarks/train_step.py's
+    steps)."""
+    ns = types.SimpleNamespace(batch=2, segments=3, size=224, dtype='float32')
+    step = train_step.torch_step if side == 'mmaction2' else train_step.jax_step
+    run, setup_s, _ = step('tsn', ns)
+    run()  # warm-up
+    times = []
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return dict(value=statistics.median(times), compile_s=setup_s)
 
 
 def worker(args) -> dict:
