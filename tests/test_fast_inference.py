@@ -62,6 +62,9 @@ def model():
 
 def test_traces_once_per_shape(model, monkeypatch):
     assert is_compiled(model)
+    # Programs are cached by the model's structure and config (equal by value), so another
+    # test's model of this config may have compiled these shapes already.
+    jax.clear_caches()
     counter = TraceCounter(monkeypatch, model)
     batch3, batch5 = {'imgs': clips(3)}, {'imgs': clips(5, seed=1)}
     first = model.predict(batch3)
