@@ -13,6 +13,7 @@ from PIL import Image
 
 from action_jax.tools import (analyze_logs, browse_dataset, confusion_matrix, get_flops,
                               report_accuracy)
+from tolerances import assert_close_ulps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -42,7 +43,7 @@ def _complexity(name, shape=None):
 def test_get_flops_matches_mmaction2(name, shape, gflops, params):
     input_shape, param_counts, flops = _complexity(name)
     assert input_shape == shape  # the default: one view of the test pipeline
-    assert sum(param_counts.values()) == params
+    assert sum(param_counts.values()) == params  # element counts: integers, exact
     # MMAction2 prints 3-4 significant digits; the brief's bound is 2%.
     assert sum(flops.values()) / 1e9 == pytest.approx(gflops, rel=0.02)
 
@@ -51,7 +52,8 @@ def test_get_flops_per_module_by_hand():
     _, params, flops = _complexity('tsm_k400', [112])  # 8 frames at 112 x 112
     totals = get_flops.totals(flops, max_depth=2)
     frames, out_hw = 8, 56 * 56  # conv1: 7x7 stride 2, 3 -> 64 channels
-    # conv MACs + fvcore's 2 per BatchNorm output element.
+    # Integer counts (no float arithmetic), so exact. conv MACs + fvcore's 2 per BatchNorm
+    # output element.
     assert totals[('backbone', 'conv1')] == frames * out_hw * 64 * (7 * 7 * 3 + 2)
     assert totals[('cls_head', 'fc_cls')] == frames * 2048 * 400  # per frame, then consensus
     assert get_flops.totals(params, 2)[('cls_head', 'fc_cls')] == 2048 * 400 + 400
@@ -169,7 +171,8 @@ def test_report_accuracy_fuses_scores(tmp_path, capsys):
     a = _write_results(tmp_path / 'a.pkl', SCORES_A)
     b = _write_results(tmp_path / 'b.json', SCORES_B)
     fused, labels = report_accuracy.fuse([a, b], [1, 1])
-    np.testing.assert_array_equal(fused, np.add(SCORES_A, SCORES_B))  # sums of small integers
+    # 1 x a + 1 x b: one rounded multiply-add per score, at most 1 ulp from the exact sum.
+    assert_close_ulps(fused, np.add(SCORES_A, SCORES_B), 1)
     np.testing.assert_array_equal(labels, LABELS)
     metrics = report_accuracy.main(['--scores', a, b, '--coefficients', '1', '1'])
     assert metrics == dict(mean_class_accuracy=1.0, top1=1.0, top5=1.0)
