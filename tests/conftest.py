@@ -14,6 +14,16 @@ FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 
 
 @pytest.fixture(scope='session')
+def tiny_synthetic(tmp_path_factory) -> pathlib.Path:
+    """The training tests' data set (tests/configs/tsn_tiny.py's: 24 synthetic videos of 48x40,
+    16 frames, 8 classes), made once. Read it as is; copy it (shutil.copytree) to add files."""
+    from action_jax.data.synthetic import make_synthetic
+    out = tmp_path_factory.mktemp('tiny_synthetic')
+    make_synthetic(str(out), num_videos=24, seed=0, width=48, height=40, frames=16)
+    return out
+
+
+@pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
     """MMAction2 1.2.0 reference outputs (see tests/fixtures/README.md)."""
     return FIXTURES

@@ -21,13 +21,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tiny_synthetic, tmp_path_factory):
     """One epoch of main on the tiny synthetic set with the example's components; returns
     (config argument, workdir, data directory)."""
-    from action_jax.data.synthetic import make_synthetic
     root = tmp_path_factory.mktemp('custom')
-    data_dir = root / 'data'
-    make_synthetic(str(data_dir), num_videos=24, seed=0, width=48, height=40, frames=16)
+    data_dir = tiny_synthetic
     config_file = root / 'gated_tiny.py'
     config_file.write_text(textwrap.dedent(f'''
         import sys

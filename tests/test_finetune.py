@@ -8,6 +8,7 @@ unless `load_from_strict=False`. Same policy for action_jax checkpoints and MMAc
 import json
 import logging
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -21,7 +22,6 @@ from action_jax.convert.mmaction2 import (CheckpointError, apply_state_dict,
                                           load_mmaction2_checkpoint)
 from action_jax.data.datasets import build_dataset
 from action_jax.data.pipeline import Compose
-from action_jax.data.synthetic import make_synthetic
 from action_jax.models.io import (build_recognizer, check_fit, load_weights, resolve,
                                   restore_weights)
 from action_jax.train import loop
@@ -36,10 +36,9 @@ SKIPPED = 'keep their initialisation'  # the one warning's words
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
+def data(tiny_synthetic, tmp_path_factory):
     """The synthetic set (8 classes: 2 shapes x 4 directions) and its shape-only lists."""
-    out = tmp_path_factory.mktemp('synthetic')
-    make_synthetic(str(out), num_videos=24, seed=0, width=48, height=40, frames=16)
+    out = shutil.copytree(tiny_synthetic, tmp_path_factory.mktemp('synthetic'), dirs_exist_ok=True)
     for split in ('train', 'val'):
         lines = (out / f'synthetic_{split}_list_videos.txt').read_text().splitlines()
         # Labels 0-3 are the square's directions, 4-7 the disc's.

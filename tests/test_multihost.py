@@ -16,7 +16,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import portpicker
 import pytest
 
@@ -68,11 +67,8 @@ def launch_script(script: str, *args, nproc: int, devices_per_proc: int, check=T
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-    from action_jax.data.synthetic import make_synthetic
-    out = tmp_path_factory.mktemp('synthetic')
-    make_synthetic(str(out), num_videos=24, seed=0, width=48, height=40, frames=16)
-    return out
+def data_dir(tiny_synthetic):
+    return tiny_synthetic
 
 
 @pytest.fixture(scope='module')

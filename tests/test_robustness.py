@@ -4,9 +4,9 @@ import contextlib
 import http.server
 import json
 import logging
-import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,11 +29,9 @@ import tsn_tiny  # noqa: E402
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
+def data_dir(tiny_synthetic, tmp_path_factory):
     """The tiny synthetic set, plus lists with a bad label, a bad byte and an unreadable video."""
-    from action_jax.data.synthetic import make_synthetic
-    out = tmp_path_factory.mktemp('synthetic')
-    make_synthetic(str(out), num_videos=24, seed=0, width=48, height=40, frames=16)
+    out = shutil.copytree(tiny_synthetic, tmp_path_factory.mktemp('synthetic'), dirs_exist_ok=True)
     for split in ('train', 'val'):
         lines = (out / f'synthetic_{split}_list_videos.txt').read_text().splitlines()
         lines[2] = lines[2].rsplit(' ', 1)[0] + ' 99'  # the tiny TSN has 8 classes

@@ -23,11 +23,8 @@ STEPS_PER_EPOCH = 4  # 16 training videos // batch 4
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-    from action_jax.data.synthetic import make_synthetic
-    out = tmp_path_factory.mktemp('synthetic')
-    make_synthetic(str(out), num_videos=24, seed=0, width=48, height=40, frames=16)
-    return out
+def data_dir(tiny_synthetic):
+    return tiny_synthetic
 
 
 def _cmd(data_dir, workdir, *overrides, mode='train'):
