@@ -49,8 +49,7 @@ class FrozenConfig(Mapping):
     __slots__ = ('_items', '_hash')
 
     def __init__(self, mapping: Mapping):
-        items = mapping.to_dict() if hasattr(mapping, 'to_dict') else dict(mapping)
-        object.__setattr__(self, '_items', {k: _freeze(v) for k, v in items.items()})
+        object.__setattr__(self, '_items', {k: _freeze(v) for k, v in as_dict(mapping).items()})
         object.__setattr__(self, '_hash', None)
 
     def __getitem__(self, key):

@@ -247,8 +247,9 @@ def run(args) -> int:
         a == '--mode' and b == 'test' for a, b in zip(args.args, args.args[1:]))
     lock = (lock_workdir(workdir, 'launch') if workdir and args.node_rank == 0 and not testing
             else None)
-    for env in envs:
-        env[WORKDIR_LOCKED_ENV] = '1'  # the lock is ours (node 0's), for all the processes
+    if lock is not None:  # held for all the processes; else process 0 takes it itself
+        for env in envs:
+            env[WORKDIR_LOCKED_ENV] = '1'
     cmd = [sys.executable, '-u', '-m', args.module, *args.args]
     print(f'launch: node {args.node_rank}/{args.nnodes}, {len(envs)} process(es) '
           f'{[e.get("JAX_PROCESS_ID", "0") for e in envs]}, coordinator '

@@ -4,7 +4,8 @@ that does not exist, a GPU asked for where JAX sees none.
 
 CLIs run under `exit_on_user_error()`; absl programs also parse their flags with
 `parse_flags` (`app.run(main, flags_parser=user_errors.parse_flags)`), which loads the config
-file once itself first so that an error inside it is reported with its file and line.
+file itself (once: config_flags is handed the result) so that an error inside it is reported
+with its file and line.
 ACTION_JAX_TRACEBACK=1 shows the traceback instead.
 """
 from __future__ import annotations
@@ -108,6 +109,25 @@ def _override_naming(key: str, argv: Sequence[str]) -> str:
     return '--config'
 
 
+class _LoadedConfigParser(flags.ArgumentParser):
+    """Stands in for config_flags' parser of `--config`, handing over the config parse_flags
+    has just loaded, so that the file runs once rather than again in config_flags."""
+
+    def __init__(self, parser: flags.ArgumentParser, config):
+        # A FlagValues parsed again keeps config_flags' parser underneath, not a chain of ours.
+        self._parser = parser._parser if isinstance(parser, _LoadedConfigParser) else parser
+        self._config = config
+
+    def parse(self, argument):
+        # As config_flags' parser does (DEFINE_config_file's lock_config, True by default).
+        if getattr(self._parser, '_lock_config', True) and hasattr(self._config, 'lock'):
+            self._config.lock()
+        return self._config
+
+    def flag_type(self) -> str:
+        return self._parser.flag_type()
+
+
 # absl's flags that print help and exit (with one dash or two).
 _HELP_FLAGS = ('help', '?', 'helpshort', 'helpfull', 'helpxml')
 
@@ -124,7 +144,8 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues | None = None) ->
             prefix, eq, spec = argv[index].rpartition('--config=')
             path, sep, arg = spec.partition(':')
             argv[index] = prefix + eq + config_path.resolve(path) + sep + arg
-            load_config_checked(argv[index].removeprefix('--config='))
+            loaded = load_config_checked(argv[index].removeprefix('--config='))
+            values['config'].parser = _LoadedConfigParser(values['config'].parser, loaded)
         try:
             rest = values(argv)
         except SystemExit as e:

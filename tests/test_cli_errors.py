@@ -121,3 +121,17 @@ def test_gpu_platform_asked_for_where_jax_sees_none(tmp_path):
          '--workdir', str(tmp_path / 'w')],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert_one_line_error(result, "JAX started none of JAX_PLATFORMS='cuda'", 'action_jax[cuda12]')
+
+
+def test_config_file_runs_once(tmp_path):
+    """parse_flags loads the file for its error messages; config_flags reuses that config."""
+    from action_jax.tools import load_config_arg
+    counter = tmp_path / 'runs.txt'
+    path = tmp_path / 'counted.py'
+    path.write_text('from action_jax.config import default_config\n'
+                    'def get_config():\n'
+                    f'    open({str(counter)!r}, "a").write("x")\n'
+                    '    return default_config()\n')
+    config = load_config_arg(str(path), ['--config.seed=3'])
+    assert config.seed == 3 and config.is_locked
+    assert counter.read_text() == 'x'
