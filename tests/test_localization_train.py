@@ -98,8 +98,9 @@ def test_bmn_trains_validates_and_tests(bmn_run, monkeypatch):
     task = build_task(model, config)
     model.eval()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    untrained, proposals = loop.evaluate(task, loop.make_eval_step(), graphdef, params, rest,
-                                         config.val_dataloader, sharding.create_mesh())
+    untrained, proposals = loop.evaluate(
+        task, loop.make_eval_step(), graphdef, params, rest, config.val_dataloader,
+        sharding.create_mesh(), loop.build_split(config.val_dataloader.dataset, config.model))
     assert len(proposals) == NUM_VAL
     trained = {k[len('val/'):]: v for k, v in val[-1].items() if k.startswith('val/')}
     print(f'BMN, {len(losses)} logged steps: untrained {untrained}; trained {trained}')

@@ -98,11 +98,9 @@ def make_eval_step():
 
 
 def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
-             dataset=None) -> tuple[dict[str, float], Any]:
-    """Runs a whole split through `step` (make_eval_step); returns the task's (metrics,
-    per-video results), in list-file order. `dataset`: the split's, if already built."""
-    if dataset is None:
-        dataset = build_dataset(as_dict(dataloader_cfg.dataset))
+             dataset) -> tuple[dict[str, float], Any]:
+    """Runs a whole split (`dataset`, from `build_split`) through `step` (make_eval_step);
+    returns the task's (metrics, per-video results), in list-file order."""
     local_bs = dataloader_cfg.batch_size * jax.local_device_count()
     batches = loader.eval_dataset(
         dataset, dataloader_cfg.dataset.pipeline, batch_size=local_bs,
@@ -364,10 +362,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             train_iter.close()
             logging.info('Checkpoint saved at step %d; exiting for preemption.', step + 1)
             return {}
-        if (epoch_end and epoch >= config.train_cfg.val_begin
+        # No val set, no validation (MMAction2's val_dataloader=None).
+        if ('val_dataloader' in eval_sets and epoch_end
+                and epoch >= config.train_cfg.val_begin
                 and epoch % config.train_cfg.val_interval == 0):
             metrics = evaluate(task, eval_fn, eval_graph, state.params, state.rest,
-                               config.val_dataloader, mesh, eval_sets.get('val_dataloader'))[0]
+                               config.val_dataloader, mesh, eval_sets['val_dataloader'])[0]
             writer.write(step + 1, {f'val/{k}': v for k, v in metrics.items()})
             logging.info('Validation after epoch %d: %s', epoch, _fmt_metrics(metrics))
             ckpt.save_best(step + 1, state, metrics)
@@ -382,10 +382,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                  counts['skipped'])
 
     results = {}
-    if config.test_dataloader.dataset:
+    if 'test_dataloader' in eval_sets:
         results, per_video = evaluate(task, eval_fn, eval_graph, state.params, state.rest,
-                                      config.test_dataloader, mesh,
-                                      eval_sets.get('test_dataloader'))
+                                      config.test_dataloader, mesh, eval_sets['test_dataloader'])
         logging.info('Test (last checkpoint): %s', _fmt_metrics(results))
         if config.out and is_main:
             task.write_results(per_video, config.out)
@@ -393,7 +392,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             best = ckpt.restore_best(state, sharding.replicated(mesh))
             best_metrics = evaluate(task, eval_fn, eval_graph, best.params, best.rest,
                                     config.test_dataloader, mesh,
-                                    eval_sets.get('test_dataloader'))[0]
+                                    eval_sets['test_dataloader'])[0]
             logging.info('Test (best checkpoint, step %d): %s', ckpt.best.best_step(),
                          _fmt_metrics(best_metrics))
             results.update({f'best/{k}': v for k, v in best_metrics.items()})
