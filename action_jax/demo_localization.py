@@ -71,10 +71,9 @@ def propose(model, features_csv: str, entry: dict[str, Any]) -> list[dict[str, A
     """BMN's proposals [{'segment': [s0, s1], 'score'}] for one feature csv, best first."""
     feature = LoadLocalizationFeature(model.temporal_dim)(
         {'feature_path': features_csv})['raw_feature']
-    feat_dim = model.cfg.model.feat_dim
-    if feature.shape[1] != feat_dim:
+    if feature.shape[1] != model.feat_dim:
         raise ValueError(f'{features_csv}: {feature.shape[1]} features per row; the model '
-                         f'takes feat_dim={feat_dim}')
+                         f'takes feat_dim={model.feat_dim}')
     prediction = model.predict({'inputs': feature[None]})
     return model.post_process(jax.tree.map(lambda a: np.asarray(a)[0], prediction), entry)
 

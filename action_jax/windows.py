@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from action_jax.config import as_dict
 from action_jax.data.pipeline import Compose
+from action_jax.models.compiled import compile_on_call
 
 # Steps that read frames from a file or choose them; the windows provide the frames instead.
 _FRAME_SOURCE_STEPS = ('Init', 'Decode', 'SampleFrames', 'FrameSelector')
@@ -103,35 +102,15 @@ def check_window(model: nnx.Module, frames_per_window: int) -> None:
                          f'frames; a window of {frames_per_window} frames is not a multiple')
 
 
-def _feature_fn(model: nnx.Module):
-    """jit (state, uint8 clips [N, ...]) -> pooled backbone features [N, C] float32, kept on
-    the model (compiled once per input shape)."""
-    fn = getattr(model, '_window_features', None)
-    if fn is None:
-        graphdef = nnx.graphdef(model)
-
-        def run(state, clips):
-            net = nnx.merge(graphdef, state)
-            feat = net.extract_feat(net.data_preprocessor(clips), test_mode=True)
-            # The heads' average pool (spatial, temporal for 3D) and consensus over views and
-            # frames, in float32 as the heads compute it: one mean per video.
-            feat = feat.astype(jnp.float32)
-            return feat.reshape(clips.shape[0], -1, feat.shape[-1]).mean(axis=1)
-
-        fn = model._window_features = jax.jit(run)
-    return fn
-
-
 def window_features(model: nnx.Module, clips: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """The backbone's average-pooled features of each window's clips [N, ...] -> [N, C]
     float32, `batch_size` windows per call (the last batch padded: one compiled shape)."""
-    fn = _feature_fn(model)
-    state = nnx.state(model)
+    model = compile_on_call(model)
     out = []
     for i in range(0, len(clips), batch_size):
         batch = clips[i:i + batch_size]
         padded = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), 0)])
-        out.append(np.asarray(fn(state, padded))[:len(batch)])
+        out.append(np.asarray(model.pooled_features({'imgs': padded}))[:len(batch)])
     return np.concatenate(out)
 
 

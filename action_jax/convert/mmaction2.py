@@ -101,7 +101,7 @@ def apply_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray],
     Returns (missing model paths, unexpected keys).
     """
     variables = _variables(model)
-    updates, unexpected, mismatched = {}, [], {}
+    updates, unexpected, mismatched, found = {}, [], {}, set()
     for key, value in state_dict.items():
         if key.rsplit('.', 1)[-1] in _SKIPPED_LEAVES:
             continue
@@ -109,6 +109,7 @@ def apply_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray],
         if path is None:
             unexpected.append(key)
             continue
+        found.add(path)
         value = np.asarray(value)
         target = variables[path]
         if path[-1] == 'kernel':
@@ -117,8 +118,7 @@ def apply_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray],
             mismatched[key] = (value.shape, target.shape)
         else:
             updates[path] = value
-    loaded = set(updates) | {_target_path(key, variables) for key in mismatched}
-    missing = ['/'.join(map(str, p)) for p in variables if p not in loaded]
+    missing = ['/'.join(map(str, p)) for p in variables if p not in found]
     check_fit(source, missing=missing, unexpected=unexpected, mismatched=mismatched,
               strict=strict)
     for path, value in updates.items():

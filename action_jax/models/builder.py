@@ -78,8 +78,9 @@ def _build(cfg: Mapping, rngs: nnx.Rngs, dtype, where: str) -> nnx.Module:
     args = {k: _tuples(v) for k, v in cfg.items()}
     type_name = args.pop('type', None)
     cls = lookup(MODELS, LAZY_MODELS, type_name, where, 'model')
-    shared = {k: v for k, v in (('rngs', rngs), ('dtype', dtype)) if k in _accepted_args(cls)}
-    accepted = _accepted_args(cls) - {'dtype', 'rngs'}
+    accepted = _accepted_args(cls)
+    shared = {k: v for k, v in (('rngs', rngs), ('dtype', dtype)) if k in accepted}
+    accepted -= {'dtype', 'rngs'}
     unknown = sorted(set(args) - accepted)
     if unknown:
         raise TypeError(f'{where} ({type_name}): unknown argument(s) {unknown}; '

@@ -2,11 +2,12 @@
 
     model = compile_on_call(model)   # in place; what init_recognizer returns
     model(x)                         # jit-compiled on the first call per input shape
-    model.predict(batch)             # also predict_scores; the same compiled programs after
+    model.predict(batch)             # also predict_scores, pooled_features; the same
+                                     # compiled programs after
 
 Called directly, an NNX module runs eagerly, one XLA program per operation: a ResNet-50
 recognizer takes ~2x its jitted time. `compile_on_call` swaps the model's class for a subclass
-whose `__call__`, `predict` and `predict_scores` run under `jax.jit`, with the model (an NNX
+whose METHODS run under `jax.jit`, with the model (an NNX
 pytree) as an argument: every call reads the weights the model holds then (`nnx.update` is
 seen), its structure (train/eval, swapped submodules, attributes) is part of the cache key,
 and Variables the call changes (BatchNorm statistics and rng counts in training mode) are
@@ -26,7 +27,7 @@ from flax import nnx
 
 M = TypeVar('M', bound=nnx.Module)
 
-METHODS = ('__call__', 'predict', 'predict_scores')
+METHODS = ('__call__', 'predict', 'predict_scores', 'pooled_features')
 _TYPES: dict[type, type] = {}
 
 

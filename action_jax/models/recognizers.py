@@ -7,6 +7,7 @@ batch before the backbone, like MMAction2. On normalised, channels-last clips x:
 On a batch {'imgs': uint8 clips, 'label': ...}, normalised by the `data_preprocessor`:
   `loss(batch, rng)`     (loss, {'loss', 'top1_acc'}) (MMAction2's `mode='loss'`).
   `predict(batch)`       float32 per-video scores (MMAction2's `mode='predict'`).
+  `pooled_features(batch)`  float32 per-video backbone features, before the fc.
 """
 from collections.abc import Mapping
 
@@ -109,6 +110,15 @@ class BaseRecognizer(nnx.Module):
     def predict(self, batch: Mapping[str, jax.Array]) -> jax.Array:
         """float32 per-video scores of batch['imgs'] (uint8 clips)."""
         return self.predict_scores(self.data_preprocessor(batch['imgs'])).astype(jnp.float32)
+
+    def pooled_features(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+        """float32 backbone features [N, C] of batch['imgs'] (uint8 clips), before the fc:
+        the heads' average pool (spatial, temporal for 3D) and consensus over views and
+        frames, in float32 as the heads compute it (features for BMN/BSN, windows.py)."""
+        imgs = batch['imgs']
+        feat = self.extract_feat(self.data_preprocessor(imgs), test_mode=True)
+        feat = feat.astype(jnp.float32)
+        return feat.reshape(imgs.shape[0], -1, feat.shape[-1]).mean(axis=1)
 
     # The exported input: one clip layout per rank of a per-video shape (subclasses).
     EXPORT_LAYOUTS: dict[int, str] = {}
