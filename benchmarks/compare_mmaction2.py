@@ -230,7 +230,7 @@ def main(argv=None):
     if not has_mmaction2:
         print('MMAction2 is not importable (run benchmarks/install_mmaction2.sh): '
               'action_jax only', flush=True)
-    print(f'CPU: {data_pipeline.cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
+    print(f'CPU: {inference.cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
           f'load average {os.getloadavg()[0]:.1f}', flush=True)
 
     rows = rows_for(args.lines)
@@ -257,13 +257,13 @@ def report(args, rows, collected, loads) -> dict:
         values = [run[key] for run in runs or () if run.get(key) is not None]
         return statistics.median(values) if values else None
 
-    print(f'\nCPU: {data_pipeline.cpu_model()}; load average during the runs: median '
+    print(f'\nCPU: {inference.cpu_model()}; load average during the runs: median '
           f'{statistics.median(loads):.1f}, max {max(loads):.1f}; {args.rounds} round(s), '
           'medians; x MMAction2 > 1: action_jax faster; RSS: peak of the measuring process '
           '(in brackets: of the largest data-loader worker)')
     print(f'{"line":42} {"unit":9} {"side":9} {"value":>9} {"x MMAction2":>11} '
           f'{"RSS MiB":>12}')
-    out = dict(cpu=data_pipeline.cpu_model(), loads=loads, rows=[])
+    out = dict(cpu=inference.cpu_model(), loads=loads, rows=[])
     for line, label, unit, higher, sides in rows:
         ref = median(line, 'mmaction2')
         for side in sides:

@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -213,17 +212,6 @@ def decode_profile(ann: str, prefix: str, num_clips: int = 3) -> dict:
                 ceiling_ms_per_video=decoded / len(paths) * ms_per_frame)
 
 
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def transcoded(root: str, n: int) -> str:
     from action_jax.tools.transcode_videos import transcode
     dense = os.path.join(root, 'dense')
@@ -265,6 +253,8 @@ def run_rounds(ann: str, prefix: str, sides: list[str], args) -> dict[str, list[
 
 
 def main():
+    from inference import cpu_model  # benchmarks/inference.py (this script's folder is on the path)
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true',
