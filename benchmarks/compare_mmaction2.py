@@ -114,13 +114,7 @@ def measure_train_step(side: str, args) -> dict:
     ns = types.SimpleNamespace(batch=2, segments=3, size=224, dtype='float32')
     step = train_step.torch_step if side == 'mmaction2' else train_step.jax_step
     run, setup_s, _ = step('tsn', ns)
-    run()  # warm-up
-    times = []
-    for _ in range(args.iters):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return dict(value=statistics.median(times), compile_s=setup_s)
+    return dict(value=train_step.median_seconds(run, args.iters), compile_s=setup_s)
 
 
 def worker(args) -> dict:

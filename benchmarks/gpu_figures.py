@@ -11,7 +11,6 @@ import io
 import os
 import statistics
 import sys
-import time
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,13 +46,7 @@ def main(argv=None) -> str:
         if args.what == 'train':
             run, _, _ = train_step.jax_step('tsn', types.SimpleNamespace(
                 batch=args.batch, segments=args.frames, size=args.size, dtype=args.dtype))
-            run()  # warm-up
-            times = []
-            for _ in range(args.iters):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-            seconds = statistics.median(times)
+            seconds = train_step.median_seconds(run, args.iters)
             model = 'tsn'
         else:
             variant = 'fused_bf16' if args.dtype == 'bfloat16' else 'fused'
