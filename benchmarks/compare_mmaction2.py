@@ -53,39 +53,18 @@ PACKED_STEPS = {'DecordInit': 'PackedInit', 'DecordDecode': 'PackedDecode',
 
 # --------------------------------------------------------------------------- workers
 
-def train_pipeline() -> list[dict]:
-    return inference.config_module('tsn').train_pipeline
-
-
 def measure_pipeline(side: str, args) -> dict:
-    """Videos/s of the TSN train pipeline, batch 8, after one warm-up batch."""
-    pipeline = train_pipeline()
-    batch = 8
+    """Videos/s of the TSN train pipeline, batch 8 (benchmarks/data_pipeline.py's loaders)."""
     if side == 'mmaction2':
-        import torch
-        from mmaction.registry import DATASETS
-        from mmaction.utils import register_all_modules
-        from mmengine.dataset import InfiniteSampler, pseudo_collate
-
-        register_all_modules()
         # MMAction2's own config decodes with decord (its PyAV transforms are much slower).
-        dataset = DATASETS.build(dict(type='VideoDataset', ann_file=args.videos,
-                                      data_prefix=dict(video=args.data_prefix),
-                                      pipeline=data_pipeline.decord_pipeline()))
-        it = iter(torch.utils.data.DataLoader(
-            dataset, batch_size=batch, num_workers=args.workers, collate_fn=pseudo_collate,
-            sampler=InfiniteSampler(dataset, shuffle=True, seed=0)))
-        next(it)
-        start = time.perf_counter()
-        for _ in range(args.batches):
-            next(it)
-        rate = args.batches * batch / (time.perf_counter() - start)
-        del it  # joins the workers, whose peak RSS the worker then reads
-        return dict(value=rate)
+        figures = data_pipeline.mmaction2_figures(args.videos, args.data_prefix, args.workers,
+                                                  args.batches)
+        return dict(value=figures['clips_per_sec'])
     from absl import flags
 
     from action_jax.data.datasets import build_dataset
     flags.FLAGS(['compare_mmaction2'], known_only=True)  # grain's workers read absl flags
+    pipeline = data_pipeline.shipped_pipeline()
     if side == 'packed':
         dataset = build_dataset(dict(type='PackedDataset', ann_file=args.videos,
                                      data_prefix=dict(packed=args.pack)))
@@ -94,8 +73,8 @@ def measure_pipeline(side: str, args) -> dict:
     else:
         dataset = build_dataset(dict(type='VideoDataset', ann_file=args.videos,
                                      data_prefix=dict(video=args.data_prefix)))
-    return dict(value=data_pipeline.clips_per_second(dataset, pipeline, args.workers,
-                                                     args.batches, batch))
+    figures = data_pipeline.loader_figures(dataset, pipeline, args.workers, args.batches)
+    return dict(value=figures['clips_per_sec'])
 
 
 def measure_inference(side: str, model: str, args) -> dict:

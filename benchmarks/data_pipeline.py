@@ -101,12 +101,6 @@ def timed(it, workers: int, batches: int, batch_size: int) -> dict[str, float]:
                 cpu_ms_per_clip=(_tree_cpu_seconds() - cpu) / clips * 1e3)
 
 
-def clips_per_second(dataset, pipeline, workers: int, batches: int,
-                     batch_size: int = 8) -> float:
-    """(The entry point of benchmarks/compare_mmaction2.py.)"""
-    return loader_figures(dataset, pipeline, workers, batches, batch_size)['clips_per_sec']
-
-
 def loader_figures(dataset, pipeline, workers: int, batches: int,
                    batch_size: int = 8) -> dict[str, float]:
     it = iter(loader.train_dataset(dataset, pipeline, batch_size=batch_size, seed=0,
