@@ -53,39 +53,18 @@ PACKED_STEPS = {'DecordInit': 'PackedInit', 'DecordDecode': 'PackedDecode',
 
 # --------------------------------------------------------------------------- workers
 
-def train_pipeline() -> list[dict]:
-    return inference.config_module('tsn').train_pipeline
-
-
 def measure_pipeline(side: str, args) -> dict:
-    """Videos/s of the TSN train pipeline, batch 8, after one warm-up batch."""
-    pipeline = train_pipeline()
-    batch = 8
+    """Videos/s of the TSN train pipeline, batch 8 (benchmarks/data_pipeline.py's loaders)."""
     if side == 'mmaction2':
-        import torch
-        from mmaction.registry import DATASETS
-        from mmaction.utils import register_all_modules
-        from mmengine.dataset import InfiniteSampler, pseudo_collate
-
-        register_all_modules()
         # MMAction2's own config decodes with decord (its PyAV transforms are much slower).
-        dataset = DATASETS.build(dict(type='VideoDataset', ann_file=args.videos,
-                                      data_prefix=dict(video=args.data_prefix),
-                                      pipeline=data_pipeline.decord_pipeline()))
-        it = iter(torch.utils.data.DataLoader(
-            dataset, batch_size=batch, num_workers=args.workers, collate_fn=pseudo_collate,
-            sampler=InfiniteSampler(dataset, shuffle=True, seed=0)))
-        next(it)
-        start = time.perf_counter()
-        for _ in range(args.batches):
-            next(it)
-        rate = args.batches * batch / (time.perf_counter() - start)
-        del it  # joins the workers, whose peak RSS the worker then reads
-        return dict(value=rate)
+        figures = data_pipeline.mmaction2_figures(args.videos, args.data_prefix, args.workers,
+                                                  args.batches)
+        return dict(value=figures['clips_per_sec'])
     from absl import flags
 
     from action_jax.data.datasets import build_dataset
     flags.FLAGS(['compare_mmaction2'], known_only=True)  # grain's workers read absl flags
+    pipeline = data_pipeline.shipped_pipeline()
     if side == 'packed':
         dataset = build_dataset(dict(type='PackedDataset', ann_file=args.videos,
                                      data_prefix=dict(packed=args.pack)))
@@ -94,8 +73,8 @@ def measure_pipeline(side: str, args) -> dict:
     else:
         dataset = build_dataset(dict(type='VideoDataset', ann_file=args.videos,
                                      data_prefix=dict(video=args.data_prefix)))
-    return dict(value=data_pipeline.clips_per_second(dataset, pipeline, args.workers,
-                                                     args.batches, batch))
+    figures = data_pipeline.loader_figures(dataset, pipeline, args.workers, args.batches)
+    return dict(value=figures['clips_per_sec'])
 
 
 def measure_inference(side: str, model: str, args) -> dict:
@@ -114,13 +93,7 @@ def measure_train_step(side: str, args) -> dict:
     ns = types.SimpleNamespace(batch=2, segments=3, size=224, dtype='float32')
     step = train_step.torch_step if side == 'mmaction2' else train_step.jax_step
     run, setup_s, _ = step('tsn', ns)
-    run()  # warm-up
-    times = []
-    for _ in range(args.iters):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return dict(value=statistics.median(times), compile_s=setup_s)
+    return dict(value=train_step.median_seconds(run, args.iters), compile_s=setup_s)
 
 
 def worker(args) -> dict:
@@ -230,7 +203,7 @@ def main(argv=None):
     if not has_mmaction2:
         print('MMAction2 is not importable (run benchmarks/install_mmaction2.sh): '
               'action_jax only', flush=True)
-    print(f'CPU: {data_pipeline.cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
+    print(f'CPU: {inference.cpu_model()}, {len(os.sched_getaffinity(0))} cores; '
           f'load average {os.getloadavg()[0]:.1f}', flush=True)
 
     rows = rows_for(args.lines)
@@ -257,13 +230,13 @@ def report(args, rows, collected, loads) -> dict:
         values = [run[key] for run in runs or () if run.get(key) is not None]
         return statistics.median(values) if values else None
 
-    print(f'\nCPU: {data_pipeline.cpu_model()}; load average during the runs: median '
+    print(f'\nCPU: {inference.cpu_model()}; load average during the runs: median '
           f'{statistics.median(loads):.1f}, max {max(loads):.1f}; {args.rounds} round(s), '
           'medians; x MMAction2 > 1: action_jax faster; RSS: peak of the measuring process '
           '(in brackets: of the largest data-loader worker)')
     print(f'{"line":42} {"unit":9} {"side":9} {"value":>9} {"x MMAction2":>11} '
           f'{"RSS MiB":>12}')
-    out = dict(cpu=data_pipeline.cpu_model(), loads=loads, rows=[])
+    out = dict(cpu=inference.cpu_model(), loads=loads, rows=[])
     for line, label, unit, higher, sides in rows:
         ref = median(line, 'mmaction2')
         for side in sides:

@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -100,12 +99,6 @@ def timed(it, workers: int, batches: int, batch_size: int) -> dict[str, float]:
     clips = batches * batch_size
     return dict(clips_per_sec=clips / wall,
                 cpu_ms_per_clip=(_tree_cpu_seconds() - cpu) / clips * 1e3)
-
-
-def clips_per_second(dataset, pipeline, workers: int, batches: int,
-                     batch_size: int = 8) -> float:
-    """(The entry point of benchmarks/compare_mmaction2.py.)"""
-    return loader_figures(dataset, pipeline, workers, batches, batch_size)['clips_per_sec']
 
 
 def loader_figures(dataset, pipeline, workers: int, batches: int,
@@ -213,17 +206,6 @@ def decode_profile(ann: str, prefix: str, num_clips: int = 3) -> dict:
                 ceiling_ms_per_video=decoded / len(paths) * ms_per_frame)
 
 
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def transcoded(root: str, n: int) -> str:
     from action_jax.tools.transcode_videos import transcode
     dense = os.path.join(root, 'dense')
@@ -265,6 +247,8 @@ def run_rounds(ann: str, prefix: str, sides: list[str], args) -> dict[str, list[
 
 
 def main():
+    from inference import cpu_model  # benchmarks/inference.py (this script's folder is on the path)
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true',

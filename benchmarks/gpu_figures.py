@@ -44,9 +44,9 @@ def main(argv=None) -> str:
     frames = i3d_frames if args.model == 'i3d' and args.what == 'inference' else args.frames
     with contextlib.redirect_stdout(io.StringIO()):  # the scripts' own lines; the row is ours
         if args.what == 'train':
-            seconds = train_step.bench_jax(types.SimpleNamespace(
-                batch=args.batch, segments=args.frames, size=args.size, steps=args.iters,
-                dtype=args.dtype))
+            run, _, _ = train_step.jax_step('tsn', types.SimpleNamespace(
+                batch=args.batch, segments=args.frames, size=args.size, dtype=args.dtype))
+            seconds = train_step.median_seconds(run, args.iters)
             model = 'tsn'
         else:
             variant = 'fused_bf16' if args.dtype == 'bfloat16' else 'fused'

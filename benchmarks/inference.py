@@ -561,14 +561,14 @@ def main(argv=None):
 
 
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), or the platform's processor string."""
+    """The CPU's model name (/proc/cpuinfo), or the platform's processor or machine name."""
     import platform
     try:
         with open('/proc/cpuinfo') as f:
             return next(line.split(':', 1)[1].strip() for line in f
                         if line.startswith('model name'))
     except (OSError, StopIteration):
-        return platform.processor() or 'unknown CPU'
+        return platform.processor() or platform.machine()
 
 
 if __name__ == '__main__':

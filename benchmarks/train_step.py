@@ -60,6 +60,18 @@ def model_cfg(name: str, segments: int) -> dict:
                               init_std=0.001, is_shift=True, **head))
 
 
+def median_seconds(run, iters: int) -> float:
+    """Median wall seconds of `iters` calls of `run` (a step of jax_step or torch_step) after
+    one warm-up call."""
+    run()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 # --------------------------------------------------------------------------- JAX
 
 def conv_1x1_as_dot(lhs, rhs, window_strides, padding, *, lhs_dilation=None,

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import shutil
 import sys
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import IO, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -148,12 +149,20 @@ def clear_partial(path: str) -> str:
     return partial
 
 
-def write_text(path: str, lines: Iterable[str]) -> None:
-    """Write ``lines`` (one per line) to ``path`` atomically."""
+@contextlib.contextmanager
+def open_atomic(path: str) -> Iterator[IO[str]]:
+    """``path`` opened for writing text under its partial name, published when the block ends
+    without an error."""
     partial = clear_partial(path)
     with open(partial, 'w') as f:
-        f.writelines(line + '\n' for line in lines)
+        yield f
     publish(partial, path)
+
+
+def write_text(path: str, lines: Iterable[str]) -> None:
+    """Write ``lines`` (one per line) to ``path`` atomically."""
+    with open_atomic(path) as f:
+        f.writelines(line + '\n' for line in lines)
 
 
 def frames(reader: VideoReader) -> Iterator[np.ndarray]:

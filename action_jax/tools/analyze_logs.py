@@ -66,9 +66,12 @@ def _run_name(workdir: str) -> str:
 
 def plot_curve(args) -> str:
     from action_jax.visualization import figure, save_figure
-    # Every key of every run first, so that a missing one stops before any drawing.
-    curves = [[series(load_records(w), key, scalars_file(w)) for key in args.keys]
-              for w in args.workdirs]
+    # Every key of every run first, so that a missing one stops before any drawing; each
+    # run's file is read once for all its keys.
+    curves = []
+    for w in args.workdirs:
+        records = load_records(w)
+        curves.append([series(records, key, scalars_file(w)) for key in args.keys])
     legend = args.legend or [_run_name(w) for w in args.workdirs]
     if len(legend) != len(curves):
         raise SystemExit(f'--legend: {len(legend)} names for {len(curves)} work dirs')

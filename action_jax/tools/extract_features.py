@@ -39,6 +39,7 @@ from action_jax import tools, windows
 from action_jax.progress import track
 from action_jax.apis import init_recognizer
 from action_jax.data.readers import VideoDecodeError, open_video
+from action_jax.tools import _common
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -102,20 +103,11 @@ def video_info(num_frames: int, fps: float, clip_len: int, stride: int) -> dict[
             'feature_frame': covered, 'fps': fps, 'rfps': fps}
 
 
-def _write_atomic(path: str, write) -> None:
-    """`write(file)` into a temporary file renamed to `path`: an interrupted run leaves
-    no half-written file behind."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        write(f)
-    os.replace(tmp, path)
-
-
 def write_features(path: str, features: np.ndarray) -> None:
     header = ','.join(f'f{i}' for i in range(features.shape[1]))
     # 9 significant digits read back as the same float32.
-    _write_atomic(path, lambda f: np.savetxt(f, features, fmt='%.9g', delimiter=',',
-                                             header=header, comments=''))
+    with _common.open_atomic(path) as f:
+        np.savetxt(f, features, fmt='%.9g', delimiter=',', header=header, comments='')
 
 
 class Extractor:
@@ -213,7 +205,8 @@ def extract(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
                 failures.append(f'{source(rel)}: {e}')
     for name, info in infos.items():
         database[name] = {**database.get(name, {'annotations': []}), **info}
-    _write_atomic(args.ann_file, lambda f: json.dump(database, f, indent=1))
+    with _common.open_atomic(args.ann_file) as f:
+        json.dump(database, f, indent=1)
     return database, failures
 
 

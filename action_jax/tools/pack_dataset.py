@@ -21,10 +21,11 @@ from action_jax.data import packed
 from action_jax.progress import bar
 
 
-def _list_videos(ann_file: str, delimiter: str | None) -> list[str]:
-    """The video paths (first fields) of a list file, as written; labels are not needed."""
-    with open(ann_file) as f:
-        return [line.strip().split(delimiter)[0].strip() for line in f if line.strip()]
+def _list_videos(text: str, delimiter: str | None) -> list[str]:
+    """The video paths (first fields) of a list file's text, as written; labels are not
+    needed."""
+    return [line.strip().split(delimiter)[0].strip() for line in text.splitlines()
+            if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    videos = _list_videos(args.ann_file, args.delimiter)
     with open(args.ann_file, 'rb') as f:
-        list_sha1 = hashlib.sha1(f.read()).hexdigest()
+        data = f.read()
+    list_sha1 = hashlib.sha1(data).hexdigest()
+    videos = _list_videos(data.decode(), args.delimiter)
     source = dict(ann_file=os.path.abspath(args.ann_file), sha1=list_sha1,
                   data_prefix=os.path.abspath(args.data_prefix))
     options = packed.pack_options(args.short_side, args.ext, args.quality)
