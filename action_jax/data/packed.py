@@ -182,8 +182,6 @@ class PackedInit:
         return f'{type(self).__name__}(decoding_backend={self.decoding_backend})'
 
 
-
-
 class PackedDecode(VideoDecode):
     """VideoDecode under the name a packed pipeline reads best: the reader PackedInit puts
     on the sample does the packed part."""
