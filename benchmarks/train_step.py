@@ -102,6 +102,7 @@ def jax_step(name: str, args, dot_1x1: bool = False):
     import numpy as np
     from flax import nnx
 
+    from action_jax import xla_options
     from action_jax.config import DTYPES
     from action_jax.models.io import build_recognizer
     from action_jax.train import optim, sharding
@@ -117,8 +118,8 @@ def jax_step(name: str, args, dot_1x1: bool = False):
     mesh = sharding.create_mesh()
     state = sharding.replicate(TrainState(params, rest, tx.init(params),
                                           jnp.zeros((), jnp.int32)), mesh)
-    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule),
-                   static_argnums=0, donate_argnums=1)
+    step = xla_options.jit(functools.partial(train_step, tx=tx, schedule=schedule),
+                           static_argnums=0, donate_argnums=1)
     rng = np.random.default_rng(0)
     batch = sharding.global_batch({
         'imgs': rng.integers(0, 256, (args.batch, args.segments, args.size, args.size, 3),
