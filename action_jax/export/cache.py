@@ -1,4 +1,4 @@
-"""A recognizer on onnxruntime, its ONNX export cached on disk.
+"""ONNX exports cached on disk: a recognizer's (here) and a backbone's (cpu_inference.py).
 
     run = cached_onnx_model(model, (8, 224, 224))   # exports once, then reuses the file
     scores = run(x)                                  # as model.predict_scores(x)
