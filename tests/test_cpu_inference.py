@@ -151,13 +151,13 @@ def test_compiler_options(monkeypatch):
     def conv(x, w):
         return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
                                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    eigen = jax.jit(conv, compiler_options=xla_options._EIGEN_KERNELS).lower(x, w).compile()
+    eigen = jax.jit(conv, compiler_options=xla_options._EIGEN_CONVOLUTIONS).lower(x, w).compile()
     assert 'ynn_fusion' not in eigen.as_text()
     # 72 products summed per output in another order: a few ulps of the sum's scale.
     assert_close_norm(eigen(x, w), jax.jit(conv)(x, w), 1e-6)
     try:
         for machine, flags, expected in (
-                ('x86_64', '', xla_options._EIGEN_KERNELS), ('aarch64', '', {}),
+                ('x86_64', '', xla_options._EIGEN_CONVOLUTIONS), ('aarch64', '', {}),
                 ('x86_64', '--xla_cpu_experimental_ynn_fusion_type=dot', {})):
             xla_options.compiler_options.cache_clear()
             monkeypatch.setattr(xla_options.platform, 'machine', lambda: machine)
