@@ -12,8 +12,8 @@
     print_table(measure(['tsn', 'tsm'], iters=3, rounds=1))
 
 JAX variants (all jit-compiled `predict` in eval mode, but the first):
-  init_recognizer  the fused model as init_recognizer returns it on CPU (apis.with_runtime:
-              compiled; TSN's and TSM's backbone on onnxruntime, export/cpu_inference.py)
+  init_recognizer  the fused model as init_recognizer returns it (apis.with_runtime:
+              compiled; on CPU TSN's and TSM's backbone on onnxruntime, cpu_inference.py)
   plain       float32, conv -> BatchNorm as trained
   fold_only   float32, BatchNorm folded into the convs (fuse_conv_bn(conv3d_as_2d=False))
   fused       float32, action_jax.models.fuse.fuse_conv_bn: BatchNorm folded, and I3D's
@@ -215,13 +215,14 @@ def jitted_call(model, x):
 
 
 def init_recognizer_call(model, x):
-    """() -> the class scores of `model` made what init_recognizer returns on CPU."""
+    """() -> the class scores of `model` made what init_recognizer returns for JAX's default
+    device (on CPU: TSN's and TSM's backbone on onnxruntime)."""
     import jax
 
     from action_jax.apis import with_runtime
     from action_jax.models.compiled import compile_on_call
 
-    model = with_runtime(compile_on_call(model), device=jax.devices('cpu')[0])
+    model = with_runtime(compile_on_call(model))
     return lambda: jax.block_until_ready(model(x))
 
 
