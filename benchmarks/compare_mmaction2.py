@@ -13,8 +13,8 @@ the peak device memory of JAX is given too):
               DecordInit/DecordDecode, as its config, through its VideoDataset and a torch
               DataLoader (InfiniteSampler, pseudo_collate).
   inference   batch 1, 224², fp32, s/clip: TSN 8 frames, TSM 8, I3D 32 (benchmarks/inference.py's
-              workers: our `fused` model, as init_recognizer runs it, vs MMAction2's model with
-              the same weights)
+              workers: our model as init_recognizer returns it on CPU, vs MMAction2's model
+              with the same weights)
   train_step  TSN-R50, 2 clips x 3 segments x 224², fp32, SGD (benchmarks/train_step.py)
 
 Videos: a list file of yours, or by default benchmarks/data_pipeline.py's synthetic
@@ -79,8 +79,8 @@ def measure_pipeline(side: str, args) -> dict:
 
 def measure_inference(side: str, model: str, args) -> dict:
     """Median s/clip over `iters` calls (benchmarks/inference.py's workers)."""
-    ns = types.SimpleNamespace(models=[model], variants=['fused'], iters=args.iters, batch=1,
-                               size=224, frames=INFERENCE_FRAMES[model],
+    ns = types.SimpleNamespace(models=[model], variants=['init_recognizer'], iters=args.iters,
+                               batch=1, size=224, frames=INFERENCE_FRAMES[model],
                                i3d_frames=INFERENCE_FRAMES['i3d'], seed=0, threads=0)
     worker = inference.torch_worker if side == 'mmaction2' else inference.jax_worker
     (result,) = worker(ns).values()

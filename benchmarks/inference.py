@@ -11,7 +11,9 @@
     from inference import measure, print_table          # from another benchmark script
     print_table(measure(['tsn', 'tsm'], iters=3, rounds=1))
 
-JAX variants (all jit-compiled `predict` in eval mode):
+JAX variants (all jit-compiled `predict` in eval mode, but the first):
+  init_recognizer  the fused model as init_recognizer returns it (apis.with_runtime:
+              compiled; on CPU TSN's and TSM's backbone on onnxruntime, cpu_inference.py)
   plain       float32, conv -> BatchNorm as trained
   fold_only   float32, BatchNorm folded into the convs (fuse_conv_bn(conv3d_as_2d=False))
   fused       float32, action_jax.models.fuse.fuse_conv_bn: BatchNorm folded, and I3D's
@@ -50,17 +52,21 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = {'tsn': 'configs/tsn_k400.py', 'tsm': 'configs/tsm_k400.py',
            'i3d': 'configs/i3d_k400.py'}
-VARIANTS = ('plain', 'fold_only', 'fused', 'bf16', 'fused_bf16', 'fused_dot1x1', 'onnxruntime')
-# What init_recognizer can run on CPU: the fused model jitted, or exported to onnxruntime.
-QUICK_VARIANTS = ('fused', 'onnxruntime')
+VARIANTS = ('init_recognizer', 'plain', 'fold_only', 'fused', 'bf16', 'fused_bf16',
+            'fused_dot1x1', 'onnxruntime')
+# What init_recognizer runs on CPU, and the XLA model it starts from.
+QUICK_VARIANTS = ('init_recognizer', 'fused')
 
 # XLA:CPU flags of jaxlib 0.10.2 worth trying (`XLA_FLAGS=--help python -c 'import jax;
 # jax.numpy.zeros(1)'` lists them all). The library fusion lists take dot, eltwise, reduce,
 # individual_dot, individual_convolution; '+x'/'-x' adds to/removes from the default list.
 # By default jaxlib 0.10.2 runs every convolution as a YNNPACK fusion (`ynn_fusion` in the
-# compiled HLO), with the bias/BatchNorm/ReLU that follows as a separate loop fusion.
+# compiled HLO), with the bias/BatchNorm/ReLU that follows as a separate loop fusion; our jits
+# switch to the Eigen kernels (action_jax/xla_options.py) unless XLA_FLAGS names the option.
 FLAG_SETS = {
     'default': '',
+    # XLA's own default, YNNPACK convolutions (what action_jax ran before xla_options).
+    'ynn_conv': '--xla_cpu_experimental_ynn_fusion_type=+individual_convolution',
     # YNNPACK also takes the elementwise epilogue (bias, ReLU, residual add) into the conv.
     'ynn_eltwise': '--xla_cpu_experimental_ynn_fusion_type=+eltwise',
     # Convolutions back to XLA's own (Eigen) kernels instead of YNNPACK.
@@ -171,14 +177,14 @@ def jax_worker(args) -> dict:
                 model = plain
             if variant == 'fold_only':
                 model = fuse_conv_bn(model, conv3d_as_2d=False)
-            elif variant.startswith('fused') or variant == 'onnxruntime':
+            elif variant.startswith('fused') or variant in ('onnxruntime', 'init_recognizer'):
                 model = fuse_conv_bn(model)
             if variant.endswith('dot1x1'):
                 from train_step import convs_1x1_as_dots
                 convs_1x1_as_dots(model)
             start = time.perf_counter()
-            call = (onnxruntime_call(model, x) if variant == 'onnxruntime'
-                    else jitted_call(model, x))
+            call = {'onnxruntime': onnxruntime_call,
+                    'init_recognizer': init_recognizer_call}.get(variant, jitted_call)(model, x)
             scores = call()
             results[f'{name}/{variant}'] = dict(
                 compile_s=time.perf_counter() - start, times=[], cpu_times=[],
@@ -195,15 +201,29 @@ def jitted_call(model, x):
     import jax
     from flax import nnx
 
+    from action_jax import xla_options
+
     graphdef, state = nnx.split(model)
 
-    @jax.jit
+    @xla_options.jit
     def forward(state, x):
         m = nnx.merge(graphdef, state)
         scores = m(x)
         return scores, m.cls_head.predict_by_feat(scores, x.shape[0])
 
     return lambda: jax.block_until_ready(forward(state, x))[0]
+
+
+def init_recognizer_call(model, x):
+    """() -> the class scores of `model` made what init_recognizer returns for JAX's default
+    device (on CPU: TSN's and TSM's backbone on onnxruntime)."""
+    import jax
+
+    from action_jax.apis import with_runtime
+    from action_jax.models.compiled import compile_on_call
+
+    model = with_runtime(compile_on_call(model))
+    return lambda: jax.block_until_ready(model(x))
 
 
 def onnxruntime_call(model, x):

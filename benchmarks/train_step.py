@@ -22,6 +22,10 @@ backward-filter (the kernel's gradient; told apart by their output being a kerne
 forward ops (BatchNorm, ReLU, pooling), other backward ops, and the rest (optimizer, copies).
 torch: `torch.profiler`'s self CPU time per aten op summed into the same kinds
 (`convolution_backward` computes both gradients of a conv in one op).
+Our jits run convolutions on XLA's Eigen kernels (action_jax/xla_options.py), whose work
+happens in Eigen's threads outside the traced thunks: the conv rows then hold only their
+dispatch, and the total falls short of the step. For traced convolutions, profile YNNPACK's:
+`XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution`.
 """
 import argparse
 import collections
@@ -102,6 +106,7 @@ def jax_step(name: str, args, dot_1x1: bool = False):
     import numpy as np
     from flax import nnx
 
+    from action_jax import xla_options
     from action_jax.config import DTYPES
     from action_jax.models.io import build_recognizer
     from action_jax.train import optim, sharding
@@ -117,8 +122,8 @@ def jax_step(name: str, args, dot_1x1: bool = False):
     mesh = sharding.create_mesh()
     state = sharding.replicate(TrainState(params, rest, tx.init(params),
                                           jnp.zeros((), jnp.int32)), mesh)
-    step = jax.jit(functools.partial(train_step, tx=tx, schedule=schedule),
-                   static_argnums=0, donate_argnums=1)
+    step = xla_options.jit(functools.partial(train_step, tx=tx, schedule=schedule),
+                           static_argnums=0, donate_argnums=1)
     rng = np.random.default_rng(0)
     batch = sharding.global_batch({
         'imgs': rng.integers(0, 256, (args.batch, args.segments, args.size, args.size, 3),
@@ -338,7 +343,8 @@ def print_row(row: dict, args) -> None:
               f'{statistics.median(row["cpu_times"][side]):7.2f} '
               f'{args.batch / median:8.2f} {ratio:12.2f}')
     if row['profiles']:
-        print('\nprofile of one step, seconds (per-op wall time summed by kind):')
+        print('\nprofile of one step, seconds (per-op wall time summed by kind; Eigen '
+              'convolutions untraced, see the docstring):')
         print(f'{"kind":24} ' + ' '.join(f'{side:>10}' for side in row['profiles']))
         for kind in KINDS + ('total',):
             values = [p.get(kind, 0.0) if kind != 'total' else sum(p.values())

@@ -57,7 +57,8 @@ class TraceCounter:
 
 @pytest.fixture
 def model():
-    return init_recognizer(CONFIG, CHECKPOINT, device='cpu')
+    # On XLA: the onnxruntime route of 2D models on CPU is tests/test_cpu_inference.py's.
+    return init_recognizer(CONFIG, CHECKPOINT, device='cpu', runtime='xla')
 
 
 def test_traces_once_per_shape(model, monkeypatch):
@@ -109,7 +110,7 @@ def test_sees_weight_updates(model):
 def test_training_mode_writes_back_state():
     """Train mode: BatchNorm running statistics and the dropout rng count change on each
     call, as they do eagerly (the cloned rng state draws the same dropout mask)."""
-    compiled = init_recognizer(CONFIG, CHECKPOINT, device='cpu', fuse=False)
+    compiled = init_recognizer(CONFIG, CHECKPOINT, device='cpu', fuse=False, runtime='xla')
     compiled.train()
     plain = nnx.clone(compiled)
     initial = nnx.state(plain, nnx.Not(nnx.Param))

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     kind = model_kind(config.model)  # a clear error for a type the exporter does not know
     # Unfused recognizers: ONNX Runtime and TensorRT fold BatchNorm themselves, and TensorRT
     # wants I3D's 3D convolutions as they are (init_recognizer's CPU rewrite is for XLA).
-    model = init_recognizer(config, args.checkpoint, fuse=False)
+    model = init_recognizer(config, args.checkpoint, fuse=False, runtime='xla')
     model = prepare_for_export(model, args.softmax)
     shape = check_input_shape(model, args.input_shape or default_input_shape(model, config))
     info = metadata(model, shape)

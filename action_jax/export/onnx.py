@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from flax import nnx
 
@@ -45,16 +45,25 @@ def export_onnx(model: nnx.Module, out: str | os.PathLike, input_shape: Sequence
     localizers. `metadata` goes to the model's metadata_props. The file passes onnx.checker
     (full check).
     """
+    predict, weights = pure_predict(model)
+    batch = BATCH_DIM if batch_size is None else batch_size
+    return save_onnx(functools.partial(predict, weights),
+                     (batch, *sample_shape(model, input_shape)), out,
+                     model_name=type(model).__name__, output_names=output_names(model),
+                     opset=opset, metadata=metadata)
+
+
+def save_onnx(fn: Callable, input_shape: Sequence[int | str], out: str | os.PathLike, *,
+              model_name: str, output_names: Sequence[str], opset: int = DEFAULT_OPSET,
+              metadata: Mapping[str, str] | None = None) -> str:
+    """Converts `fn` (float32 'input' of `input_shape`, a str dim dynamic -> its outputs) to
+    an ONNX file that passes onnx.checker; returns its path."""
     import onnx
     from jax2onnx import to_onnx
 
-    predict, weights = pure_predict(model)
-    batch = BATCH_DIM if batch_size is None else batch_size
     with _quiet_converter():
-        proto = to_onnx(functools.partial(predict, weights),
-                        inputs=[(batch, *sample_shape(model, input_shape))],
-                        model_name=type(model).__name__, opset=opset,
-                        input_names=[INPUT_NAME], output_names=list(output_names(model)))
+        proto = to_onnx(fn, inputs=[tuple(input_shape)], model_name=model_name, opset=opset,
+                        input_names=[INPUT_NAME], output_names=list(output_names))
     # jax2onnx annotates some intermediate values with their JAX (NHWC) shapes where the graph
     # holds them transposed (NCHW); the annotations are optional, and without them the
     # checker's and runtimes' own shape inference is consistent.

@@ -25,6 +25,8 @@ from typing import TypeVar
 import jax
 from flax import nnx
 
+from action_jax import xla_options
+
 M = TypeVar('M', bound=nnx.Module)
 
 METHODS = ('__call__', 'predict', 'predict_scores', 'pooled_features')
@@ -40,7 +42,9 @@ def _apply(eager: Callable, treedef, leaves: list) -> tuple:
     return out, {i: new for i, (new, old) in enumerate(zip(after, leaves)) if new is not old}
 
 
-_jitted_apply = jax.jit(_apply, static_argnums=(0, 1))
+@functools.cache
+def _jitted_apply() -> Callable:
+    return xla_options.jit(_apply, static_argnums=(0, 1))
 
 
 def _write_back(model: nnx.Module, changed: dict) -> None:
@@ -56,7 +60,7 @@ def _compiled(name: str, eager: Callable) -> Callable:
         leaves, treedef = jax.tree.flatten((self, args))
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
             return eager(self, *args)
-        out, changed = _jitted_apply(eager, treedef, leaves)
+        out, changed = _jitted_apply()(eager, treedef, leaves)
         if changed:
             _write_back(self, changed)
         return out
@@ -76,7 +80,8 @@ def compiled_type(cls: type) -> type:
 
 
 def is_compiled(model: nnx.Module) -> bool:
-    return type(model) in _TYPES.values()
+    """Whether the model's class is a compiled one or derives from one."""
+    return isinstance(model, tuple(_TYPES.values()))
 
 
 def compile_on_call(model: M) -> M:

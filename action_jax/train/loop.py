@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from action_jax import xla_options
 from action_jax.config import as_dict, compute_dtype
 from action_jax.data import loader
 from action_jax.data.datasets import DATASETS, build_dataset
@@ -94,7 +95,7 @@ def _fmt_eta(seconds: float) -> str:
 
 def make_eval_step():
     """The jitted eval step, built once per run (a new jit would recompile every epoch)."""
-    return jax.jit(eval_step, static_argnums=0)
+    return xla_options.jit(eval_step, static_argnums=0)
 
 
 def evaluate(task, step, graphdef, params, rest, dataloader_cfg, mesh,
@@ -297,7 +298,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # An interrupted run may have logged steps after its last checkpoint: they are redone.
     writer.truncate(start)
 
-    step_fn = jax.jit(
+    step_fn = xla_options.jit(
         functools.partial(_checked_train_step, tx=tx, schedule=schedule, seed=config.seed),
         static_argnums=0, donate_argnums=1)
     eval_fn = make_eval_step()
