@@ -35,7 +35,7 @@ from action_jax.export import cpu_inference
 from action_jax.models.compiled import compile_on_call
 from action_jax.models.fuse import fuse_conv_bn
 from action_jax.models.io import build_recognizer, load_weights
-from action_jax.models.recognizers import BaseRecognizer, Recognizer2D
+from action_jax.models.recognizers import Recognizer2D
 from action_jax.registry import import_custom_modules
 
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 2**20
@@ -99,10 +99,12 @@ def init_recognizer(config: str | os.PathLike | Mapping, checkpoint: str | None 
     (`models/fuse.py`: same outputs within ~2e-6 relative; I3D 2.8x faster on CPU). The
     fused model is for inference only; `fuse=False` keeps the trainable layout.
     The model compiles itself (`models/compiled.py`): `model(x)`, `model.predict(batch)` and
-    `model.predict_scores(x)` are jit-compiled on their first call per input shape.
+    `model.predict_scores(x)` are jit-compiled on their first call per input shape (with the
+    backbone on onnxruntime, the rest runs as the model's own code around it).
     `runtime`: where a recognizer's backbone runs. 'auto' (default): a 2D recognizer's (TSN,
     TSM) on onnxruntime when the weights live on the CPU and the `export` extra is
-    installed, else on XLA; 'onnxruntime': on onnxruntime (any recognizer); 'xla': on XLA.
+    installed, else on XLA; 'onnxruntime': on onnxruntime (any float32 recognizer whose
+    extract_feat is BaseRecognizer's, else ValueError); 'xla': on XLA.
     onnxruntime ran TSN-R50 and TSM-R50 1.2-1.6x faster than XLA:CPU, I3D slower
     (`export/cpu_inference.py`); its first call per input shape exports the backbone (~5 s
     for a ResNet-50), kept in ~/.cache/action_jax for later processes.
@@ -134,11 +136,12 @@ def with_runtime(model: nnx.Module, runtime: str = 'auto',
     if runtime not in RUNTIMES:
         raise ValueError(f'runtime must be one of {", ".join(RUNTIMES)}, got {runtime!r}')
     # 2D recognizers only: for I3D XLA was the faster (0.30 s against onnxruntime's 0.33).
-    if runtime == 'onnxruntime' or (runtime == 'auto' and isinstance(model, Recognizer2D)
-                                    and (device or jax.devices()[0]).platform == 'cpu'
-                                    and cpu_inference.available()):
-        if not isinstance(model, BaseRecognizer):
-            raise ValueError(f'runtime onnxruntime takes recognizers, not {type(model).__name__}')
+    if runtime == 'auto' and not (isinstance(model, Recognizer2D)
+                                  and (device or jax.devices()[0]).platform == 'cpu'
+                                  and cpu_inference.available()
+                                  and cpu_inference.unsupported(model) is None):
+        return model
+    if runtime != 'xla':
         if not cpu_inference.available():
             raise ImportError('runtime onnxruntime needs jax2onnx and onnxruntime: '
                               'pip install "action_jax[export]"')

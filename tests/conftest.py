@@ -13,6 +13,19 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 
 
+@pytest.fixture(scope='session', autouse=True)
+def export_cache_dir(tmp_path_factory):
+    """init_recognizer's onnxruntime exports (export/cpu_inference.py) go to a temporary
+    directory, not ~/.cache/action_jax (subprocesses inherit it)."""
+    before = os.environ.get('ACTION_JAX_CACHE')
+    os.environ['ACTION_JAX_CACHE'] = str(tmp_path_factory.mktemp('action_jax_cache'))
+    yield
+    if before is None:
+        del os.environ['ACTION_JAX_CACHE']
+    else:
+        os.environ['ACTION_JAX_CACHE'] = before
+
+
 @pytest.fixture(scope='session')
 def tiny_synthetic(tmp_path_factory) -> pathlib.Path:
     """The training tests' data set (tests/configs/tsn_tiny.py's: 24 synthetic videos of 48x40,
