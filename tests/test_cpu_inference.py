@@ -68,6 +68,9 @@ def test_same_results_as_xla_and_one_export_per_shape(export_cache, monkeypatch)
     assert export_cache == [(onnx.BATCH_DIM, SIZE, SIZE, 3)]
     ort.predict({'imgs': clips(5, seed=1)})  # more frames: the same frame shape
     assert len(export_cache) == 1
+    assert apis.with_runtime(ort, 'onnxruntime') is ort  # routed again: the file is reused
+    ort.predict(batch)
+    assert len(export_cache) == 1 and len(calls.batches) == 6
     # Another process's model of the same weights finds the file.
     cpu_inference._EXPORTED.clear()
     again = recognizer('tsn_r18s')

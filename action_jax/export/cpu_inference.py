@@ -37,7 +37,7 @@ from flax import nnx
 from action_jax.export.cache import cache_dir, cached_file, fingerprint
 from action_jax.export.onnx import BATCH_DIM, save_onnx
 from action_jax.export.runtime import OnnxModel
-from action_jax.models.compiled import METHODS, is_compiled
+from action_jax.models.compiled import METHODS, is_compiled, subclass_like
 from action_jax.models.recognizers import BaseRecognizer
 
 
@@ -52,7 +52,7 @@ def unsupported(model: nnx.Module) -> str | None:
         return 'it takes a model from compile_on_call'
     if not isinstance(model, BaseRecognizer):
         return f'it takes recognizers, not {type(model).__name__}'
-    if type(model).extract_feat is not BaseRecognizer.extract_feat:
+    if type(model).extract_feat not in (BaseRecognizer.extract_feat, _extract_feat):
         return f'{type(model).__name__} has its own extract_feat'
     if any(leaf.dtype != jnp.float32 for leaf in jax.tree.leaves(model)
            if jnp.issubdtype(leaf.dtype, jnp.floating)) \
@@ -182,9 +182,7 @@ def _routed_type(cls: type) -> type:
         plain = cls.__mro__[1]  # the model's own class under the compiled subclass
         methods = {name: _routed_method(name, getattr(cls, name), getattr(plain, name))
                    for name in METHODS if hasattr(cls, name)}
-        _TYPES[cls] = type(cls.__name__, (cls,), dict(
-            methods, extract_feat=_extract_feat, __module__=cls.__module__,
-            __qualname__=cls.__qualname__, __doc__=cls.__doc__))
+        _TYPES[cls] = subclass_like(cls, dict(methods, extract_feat=_extract_feat))
     return _TYPES[cls]
 
 

@@ -68,14 +68,18 @@ def _compiled(name: str, eager: Callable) -> Callable:
     return method
 
 
+def subclass_like(cls: type, methods: dict[str, Callable]) -> type:
+    """A subclass of `cls` with `methods`, named and documented as `cls` (what users and
+    reprs see is the model's own class)."""
+    return type(cls.__name__, (cls,), dict(methods, __module__=cls.__module__,
+                                           __qualname__=cls.__qualname__, __doc__=cls.__doc__))
+
+
 def compiled_type(cls: type) -> type:
     """The subclass of `cls` with compiled METHODS (one per class, so graphs stay equal)."""
     if cls not in _TYPES:
-        methods = {name: _compiled(name, getattr(cls, name)) for name in METHODS
-                   if hasattr(cls, name)}
-        _TYPES[cls] = type(cls.__name__, (cls,), dict(
-            methods, __module__=cls.__module__, __qualname__=cls.__qualname__,
-            __doc__=cls.__doc__))
+        _TYPES[cls] = subclass_like(cls, {name: _compiled(name, getattr(cls, name))
+                                          for name in METHODS if hasattr(cls, name)})
     return _TYPES[cls]
 
 
